@@ -1,0 +1,17 @@
+from django.apps import AppConfig
+
+
+class AssistantConfig(AppConfig):
+    name = "assistant"
+    verbose_name = "Questions, answers and audit"
+
+    def ready(self) -> None:
+        # Sign-ins, failed sign-ins and sign-outs come from django.contrib.auth as signals;
+        # receiving them is the one place the audit trail listens rather than being called.
+        from django.contrib.auth import signals
+
+        from . import auth_audit
+
+        signals.user_logged_in.connect(auth_audit.on_login, dispatch_uid="attest-login")
+        signals.user_logged_out.connect(auth_audit.on_logout, dispatch_uid="attest-logout")
+        signals.user_login_failed.connect(auth_audit.on_failed, dispatch_uid="attest-failed")

@@ -1,0 +1,53 @@
+from __future__ import annotations
+
+from django import forms
+from django.conf import settings
+from django.contrib.auth.forms import AuthenticationForm
+
+from . import throttle
+
+
+class ThrottledAuthenticationForm(AuthenticationForm):
+    """Refuses a locked-out username before checking its password (see throttle.py)."""
+
+    def clean(self):
+        username = (self.cleaned_data.get("username") or "").strip()
+        if throttle.locked_out(username):
+            minutes = max(1, settings.LOGIN_LOCKOUT_SECONDS // 60)
+            raise forms.ValidationError(
+                f"Too many failed sign-ins for this account. Try again in {minutes} minutes "
+                "or ask an administrator.",
+                code="locked_out",
+            )
+        return super().clean()
+
+
+class AskForm(forms.Form):
+    collection = forms.SlugField(widget=forms.HiddenInput)
+    follows = forms.IntegerField(required=False, widget=forms.HiddenInput)
+    question = forms.CharField(
+        max_length=2000,
+        widget=forms.Textarea(
+            attrs={"rows": 3, "placeholder": "Ask a question of these documents"}
+        ),
+    )
+
+
+class MultipleFileInput(forms.ClearableFileInput):
+    allow_multiple_selected = True
+
+
+class MultipleFileField(forms.FileField):
+    def __init__(self, *args, **kwargs) -> None:
+        kwargs.setdefault("widget", MultipleFileInput(attrs={"multiple": True}))
+        super().__init__(*args, **kwargs)
+
+    def clean(self, data, initial=None):
+        single = super().clean
+        if isinstance(data, list | tuple):
+            return [single(d, initial) for d in data]
+        return [single(data, initial)]
+
+
+class UploadForm(forms.Form):
+    files = MultipleFileField(help_text="PDF, TXT or Markdown; several at once")

@@ -1,0 +1,208 @@
+"""What users do with documents: questions, answers with citations, and the audit trail."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.contrib.postgres.indexes import GinIndex
+from django.contrib.postgres.search import SearchVector, SearchVectorField
+from django.db import models
+
+
+class Question(models.Model):
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="questions"
+    )
+    collection = models.ForeignKey(
+        "ingest.Collection", null=True, on_delete=models.SET_NULL, related_name="questions"
+    )
+    text = models.TextField()
+    follows = models.ForeignKey(
+        "self",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="follow_ups",
+        help_text="The previous turn this question follows up",
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["user", "-created_at"])]
+
+    def __str__(self) -> str:
+        return self.text[:80]
+
+
+class Answer(models.Model):
+    question = models.OneToOneField(Question, on_delete=models.CASCADE, related_name="answer")
+    text = models.TextField(help_text="The answer exactly as shown to the user")
+    refused = models.BooleanField(default=False, help_text="The documents did not answer")
+    backend = models.CharField(max_length=30)
+    model = models.CharField(max_length=200, blank=True)
+    fallback_reason = models.CharField(
+        max_length=300, blank=True, help_text="Why the extractive answer replaced the model's"
+    )
+    latency_ms = models.PositiveIntegerField(default=0)
+    stopped = models.BooleanField(default=False, help_text="The user stopped the answer")
+    unsupported = models.JSONField(
+        default=list, blank=True, help_text="Sentences their cited passages do not support"
+    )
+    removed_citations = models.JSONField(
+        default=list, blank=True, help_text="Citation numbers that named no passage (removed)"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return self.text[:80]
+
+    @property
+    def is_extractive(self) -> bool:
+        return self.backend == "extractive"
+
+
+class Feedback(models.Model):
+    """A user's thumbs up or down on an answer, with an optional comment (audited)."""
+
+    answer = models.ForeignKey(Answer, on_delete=models.CASCADE, related_name="feedback")
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    helpful = models.BooleanField()
+    comment = models.TextField(blank=True, max_length=2000)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{'up' if self.helpful else 'down'} on answer {self.answer_id}"
+
+
+class Citation(models.Model):
+    """A passage shown with an answer, numbered as in the prompt. The text is a snapshot."""
+
+    answer = models.ForeignKey(Answer, on_delete=models.CASCADE, related_name="citations")
+    n = models.PositiveSmallIntegerField()
+    chunk = models.ForeignKey(
+        "ingest.Chunk", null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    document = models.ForeignKey(
+        "ingest.Document", null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    document_name = models.CharField(max_length=255)
+    page = models.PositiveIntegerField(null=True)
+    heading = models.CharField(max_length=500, blank=True)
+    start = models.PositiveIntegerField()
+    end = models.PositiveIntegerField()
+    text = models.TextField()
+    score = models.FloatField()
+    cited = models.BooleanField(default=False, help_text="The answer text refers to it")
+
+    class Meta:
+        ordering = ["answer_id", "n"]
+        constraints = [models.UniqueConstraint(fields=["answer", "n"], name="citation_unique_n")]
+
+    def __str__(self) -> str:
+        return f"[{self.n}] {self.document_name} p.{self.page}"
+
+
+class AuditEvent(models.Model):
+    """One entry of the append-only audit trail, chained by hash to the entry before it.
+
+    A PostgreSQL trigger rejects UPDATE and DELETE, except the one sanctioned change: replacing
+    the payload with a tombstone (erasure, retention) while every hash stays as it was.
+    Foreign keys carry no database constraint so that deleting a user or a collection never
+    touches the trail; the username and ids are kept as they were.
+    """
+
+    class Type(models.TextChoices):
+        QUESTION_ANSWERED = "question.answered", "Question answered"
+        QUESTION_REFUSED = "question.refused", "Question refused"
+        MODEL_FAILED = "model.failed", "Model failed"
+        FEEDBACK = "answer.feedback", "Answer feedback"
+        LOGIN = "auth.login", "Signed in"
+        LOGIN_FAILED = "auth.login_failed", "Failed sign-in"
+        LOCKED_OUT = "auth.locked_out", "Locked out"
+        LOGOUT = "auth.logout", "Signed out"
+        COLLECTION_CREATED = "collection.created", "Collection created"
+        COLLECTION_CHANGED = "collection.changed", "Collection changed"
+        COLLECTION_DELETED = "collection.deleted", "Collection deleted"
+        USER_DELETED = "user.deleted", "User deleted"
+        DOCUMENT_UPLOADED = "document.uploaded", "Document uploaded"
+        DOCUMENT_REINGESTED = "document.reingested", "Document re-ingested"
+        DOCUMENT_ERASED = "document.erased", "Document erased"
+        GRANT_CHANGED = "grant.changed", "Grant changed"
+        ROLE_CHANGED = "role.changed", "Role changed"
+        AUDIT_EXPORTED = "audit.exported", "Audit exported"
+        AUDIT_PURGED = "audit.purged", "Audit entries purged"
+        SETTINGS_CHANGED = "settings.changed", "Settings changed"
+
+    created_at = models.DateTimeField(db_index=True)
+    event_type = models.CharField(max_length=50, db_index=True)
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        on_delete=models.DO_NOTHING,
+        db_constraint=False,
+        related_name="+",
+    )
+    actor_username = models.CharField(max_length=150, blank=True)
+    ip_address = models.GenericIPAddressField(null=True, blank=True)
+    user_agent = models.CharField(max_length=500, blank=True)
+    collection = models.ForeignKey(
+        "ingest.Collection",
+        null=True,
+        on_delete=models.DO_NOTHING,
+        db_constraint=False,
+        related_name="+",
+    )
+    flagged = models.BooleanField(default=False, help_text="Refused or unsupported answer")
+    summary = models.CharField(max_length=300, blank=True)
+    search_text = models.TextField(blank=True, help_text="Words searchable in the workspace")
+    search_vector = models.GeneratedField(
+        expression=SearchVector("search_text", config="english"),
+        output_field=SearchVectorField(),
+        db_persist=True,
+    )
+    payload = models.JSONField()
+    payload_hash = models.CharField(max_length=64)
+    prev_hash = models.CharField(max_length=64)
+    entry_hash = models.CharField(max_length=64, unique=True)
+    redacted = models.BooleanField(default=False)
+    redacted_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-id"]
+        permissions = [("review_audit", "Can review and export the audit trail")]
+        indexes = [
+            models.Index(fields=["actor", "-id"], name="audit_actor_idx"),
+            models.Index(fields=["collection", "-id"], name="audit_collection_idx"),
+            models.Index(fields=["event_type", "-id"], name="audit_type_idx"),
+            models.Index(
+                fields=["-id"], condition=models.Q(flagged=True), name="audit_flagged_idx"
+            ),
+            GinIndex(name="audit_search_gin", fields=["search_vector"]),
+        ]
+
+    def __str__(self) -> str:
+        return f"#{self.pk} {self.event_type} by {self.actor_username or '-'}"
+
+
+class ChainCheck(models.Model):
+    """The result of the last `audit verify` run, shown as the workspace's chain badge."""
+
+    checked_at = models.DateTimeField()
+    entries = models.PositiveBigIntegerField()
+    redacted = models.PositiveBigIntegerField(default=0)
+    ok = models.BooleanField()
+    first_broken_id = models.BigIntegerField(null=True)
+    reason = models.CharField(max_length=200, blank=True)
+    seconds = models.FloatField(default=0)
+
+    class Meta:
+        ordering = ["-checked_at"]
+        get_latest_by = "checked_at"
+
+    def __str__(self) -> str:
+        return f"{self.checked_at:%Y-%m-%d %H:%M} {'ok' if self.ok else 'BROKEN'}"

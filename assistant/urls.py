@@ -1,0 +1,43 @@
+from django.contrib import admin
+from django.contrib.auth import views as auth_views
+from django.urls import include, path
+
+from . import compliance_views, views
+from .forms import ThrottledAuthenticationForm
+
+portal = (
+    [
+        path("", views.home, name="home"),
+        path("collections/<slug:slug>/", views.collection_detail, name="collection"),
+        path("ask/", views.ask, name="ask"),
+        path("ask/stream/", views.ask_stream, name="ask_stream"),
+        path("documents/<int:pk>/", views.document_view, name="document"),
+        path("documents/<int:pk>/download/", views.document_download, name="download"),
+        path("answers/<int:pk>/", views.answer_detail, name="answer"),
+        path("answers/<int:pk>/feedback/", views.answer_feedback, name="feedback"),
+    ],
+    "portal",
+)
+
+compliance = (
+    [
+        path("", compliance_views.event_list, name="list"),
+        path("events/<int:pk>/", compliance_views.event_detail, name="detail"),
+        path("dashboard/", compliance_views.dashboard, name="dashboard"),
+        path("export.<str:fmt>", compliance_views.export, name="export"),
+        path("verify/", compliance_views.verify, name="verify"),
+    ],
+    "compliance",
+)
+
+urlpatterns = [
+    path("", include(portal)),
+    path("compliance/", include(compliance)),
+    path(
+        "accounts/login/",
+        auth_views.LoginView.as_view(authentication_form=ThrottledAuthenticationForm),
+        name="login",
+    ),
+    path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("admin/", admin.site.urls),
+]

@@ -1,0 +1,37 @@
+"""Shared set-up for bench scripts: a scratch embedded PostgreSQL (or DATABASE_URL), migrated."""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+
+def setup_django(*, keep: bool = False) -> Path:
+    """Start a scratch database unless DATABASE_URL is set, migrate, and set Django up."""
+    from assistant import embedded
+
+    root = Path(os.environ.get("BENCH_DIR") or tempfile.mkdtemp(prefix="attest-bench-"))
+    root.mkdir(parents=True, exist_ok=True)
+    embedded.ensure_runtime_dir(root)
+    os.environ.setdefault("DATA_DIR", str(root / "data"))
+    os.environ.setdefault("SECRET_KEY", "bench-only-secret-key")
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    if not os.environ.get("DATABASE_URL"):
+        server = embedded.start_postgres(root / "pg")
+        os.environ["DATABASE_URL"] = server.get_uri()
+        if keep:
+            import atexit
+
+            atexit.unregister(server._cleanup)
+    os.environ["DJANGO_SETTINGS_MODULE"] = "assistant.settings"
+    import django
+    from django.core.management import call_command
+
+    django.setup()
+    call_command("migrate", verbosity=0)
+    return root

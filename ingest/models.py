@@ -1,0 +1,147 @@
+"""What documents become: collections, documents (original file + extracted text), chunks."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.contrib.postgres.indexes import GinIndex
+from django.contrib.postgres.search import SearchVector, SearchVectorField
+from django.db import models
+from pgvector.django import HnswIndex, VectorField
+
+EMBEDDING_DIMENSIONS = 384
+
+
+class Collection(models.Model):
+    """A named set of documents that users ask questions of."""
+
+    slug = models.SlugField(max_length=100, unique=True)
+    name = models.CharField(max_length=200)
+    description = models.TextField(blank=True)
+    legal_hold = models.BooleanField(
+        default=False,
+        help_text="Under legal hold nothing in this collection may be erased or purged",
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class CollectionGrant(models.Model):
+    """A group may read and ask in a collection; with `can_manage` also upload and erase."""
+
+    collection = models.ForeignKey(Collection, on_delete=models.CASCADE, related_name="grants")
+    group = models.ForeignKey("auth.Group", on_delete=models.CASCADE, related_name="grants")
+    can_manage = models.BooleanField(default=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["collection", "group"], name="grant_unique_group")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.group} -> {self.collection} ({'manage' if self.can_manage else 'read'})"
+
+
+def document_upload_to(instance: Document, filename: str) -> str:
+    # Content-addressed under the collection: no user-chosen path reaches the filesystem.
+    return f"originals/{instance.collection_id}/{instance.sha256[:2]}/{instance.sha256}"
+
+
+class Document(models.Model):
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        PARSING = "parsing", "Parsing"
+        EMBEDDING = "embedding", "Embedding"
+        READY = "ready", "Ready"
+        FAILED = "failed", "Failed"
+
+    collection = models.ForeignKey(Collection, on_delete=models.CASCADE, related_name="documents")
+    name = models.CharField(max_length=255, help_text="The file name as uploaded")
+    file = models.FileField(upload_to=document_upload_to, max_length=500)
+    sha256 = models.CharField(max_length=64)
+    size = models.BigIntegerField(default=0)
+    mime_type = models.CharField(max_length=100, blank=True)
+    source_path = models.CharField(
+        max_length=1000, blank=True, help_text="The path the file was ingested from, if any"
+    )
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.QUEUED)
+    status_message = models.TextField(blank=True, help_text="Why the document failed, in words")
+    page_count = models.PositiveIntegerField(null=True, blank=True)
+    chunk_count = models.PositiveIntegerField(default=0)
+    text = models.TextField(blank=True, help_text="Extracted text; chunk offsets point into it")
+    uploaded_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    ingested_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "id"]
+        permissions = [("download_document", "Can download original files")]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["collection", "sha256"], name="document_unique_sha256_per_collection"
+            )
+        ]
+        indexes = [models.Index(fields=["collection", "status"])]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def is_pending(self) -> bool:
+        return self.status in {self.Status.QUEUED, self.Status.PARSING, self.Status.EMBEDDING}
+
+
+class Chunk(models.Model):
+    """A passage of a document: exact character range of Document.text, its page, its vector."""
+
+    document = models.ForeignKey(Document, on_delete=models.CASCADE, related_name="chunks")
+    # Denormalised from the document so retrieval filters by collection without a join.
+    collection = models.ForeignKey(Collection, on_delete=models.CASCADE, related_name="+")
+    ordinal = models.PositiveIntegerField()
+    text = models.TextField()
+    start = models.PositiveIntegerField(help_text="Offset of the first character in Document.text")
+    end = models.PositiveIntegerField(help_text="Offset just past the last character")
+    page = models.PositiveIntegerField(null=True, blank=True)
+    page_end = models.PositiveIntegerField(null=True, blank=True)
+    heading = models.CharField(max_length=500, blank=True)
+    embedding = VectorField(dimensions=EMBEDDING_DIMENSIONS)
+    embedding_model = models.CharField(max_length=200)
+    search_vector = models.GeneratedField(
+        expression=SearchVector("text", config="english"),
+        output_field=SearchVectorField(),
+        db_persist=True,
+    )
+
+    class Meta:
+        ordering = ["document_id", "ordinal"]
+        constraints = [
+            models.UniqueConstraint(fields=["document", "ordinal"], name="chunk_unique_ordinal"),
+            models.CheckConstraint(
+                condition=models.Q(end__gt=models.F("start")), name="chunk_span"
+            ),
+        ]
+        indexes = [
+            HnswIndex(
+                name="chunk_embedding_hnsw",
+                fields=["embedding"],
+                m=16,
+                ef_construction=64,
+                opclasses=["vector_cosine_ops"],
+            ),
+            GinIndex(name="chunk_search_vector_gin", fields=["search_vector"]),
+            models.Index(fields=["collection"], name="chunk_collection_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.document_id}#{self.ordinal}"

@@ -1,0 +1,227 @@
+"""Reads over collections, documents and chunks. `assistant/` reads chunks only through here."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from django.db import connection, transaction
+from django.db.models import Count, Q, QuerySet
+
+from .models import Chunk, Collection, Document
+
+
+@dataclass(frozen=True)
+class ChunkHit:
+    chunk_id: int
+    document_id: int
+    document_name: str
+    source_path: str
+    collection_id: int
+    text: str
+    start: int
+    end: int
+    page: int | None
+    heading: str
+    score: float  # reciprocal-rank-fusion score
+    similarity: float  # cosine similarity of the chunk to the question
+    text_rank: float  # share (0..1) of the question's weighted search words in the chunk
+    document_sha256: str = ""
+
+
+ADMIN_ROLE = "admin"
+
+
+def user_sees_everything(user) -> bool:
+    return bool(user.is_superuser or user.groups.filter(name=ADMIN_ROLE).exists())
+
+
+def collection_list(*, user) -> QuerySet[Collection]:
+    """Collections `user` may read and ask in: those granted to one of the user's groups
+    (administrators see all). Every surface reads collections through here."""
+    if user is None or not user.is_authenticated or not user.is_active:
+        return Collection.objects.none()
+    if user_sees_everything(user):
+        return Collection.objects.all()
+    return Collection.objects.filter(grants__group__user=user).distinct()
+
+
+def collection_list_managed(*, user) -> QuerySet[Collection]:
+    """Collections `user` may upload to and erase from."""
+    if user is None or not user.is_authenticated or not user.is_active:
+        return Collection.objects.none()
+    if user_sees_everything(user):
+        return Collection.objects.all()
+    return Collection.objects.filter(grants__group__user=user, grants__can_manage=True).distinct()
+
+
+def collection_get(*, user, slug: str) -> Collection:
+    return collection_list(user=user).get(slug=slug)
+
+
+def collection_with_counts(*, user) -> QuerySet[Collection]:
+    return collection_list(user=user).annotate(
+        document_count=Count("documents", distinct=True),
+        ready_count=Count("documents", filter=Q(documents__status="ready"), distinct=True),
+    )
+
+
+def document_list(*, collection: Collection) -> QuerySet[Document]:
+    return collection.documents.defer("text").order_by("-created_at", "id")
+
+
+def chunk_get(*, chunk_id: int, collection_ids: Sequence[int]) -> Chunk:
+    return Chunk.objects.select_related("document").get(
+        pk=chunk_id, collection_id__in=list(collection_ids)
+    )
+
+
+# Hybrid search in one round trip: HNSW cosine top-N and full-text top-N within the allowed
+# collections (and, when given, documents), fused by reciprocal rank. iterative_scan keeps the
+# filtered HNSW scan going until it has found enough rows (pgvector 0.8); without it a filter
+# can return zero rows.
+#
+# The full-text arm matches ANY of the question's words (a question's words never all appear in
+# the passage that answers it) and ranks by their rarity, BM25-like: each word weighs
+# -ln(share of chunks containing it), times a saturating count of its occurrences (ts_rank of
+# the single word, scaled to 0..1). The shares come from PostgreSQL's own statistics on the
+# tsvector column (pg_stats.most_common_elems, kept by ANALYZE/autovacuum): a word missing from
+# them is rarer than the rarest listed one. Words in more than `max_df` of the chunks are left
+# out of the query: they weigh little and would make every chunk a candidate.
+# text_rank = the share of the question's kept word weight that the chunk contains (0..1).
+SEARCH_MODES = ("hybrid", "vector", "text")
+
+_VEC_CTE = """
+vec AS (
+    SELECT id, 1 - (embedding <=> %(vec)s::vector) AS similarity,
+           row_number() OVER (ORDER BY embedding <=> %(vec)s::vector) AS rnk
+    FROM ingest_chunk
+    WHERE {where}
+    ORDER BY embedding <=> %(vec)s::vector
+    LIMIT %(n)s
+)"""
+_FTS_CTE = """
+stats AS (
+    SELECT most_common_elems::text::text[] AS elems, most_common_elem_freqs AS freqs
+    FROM pg_stats
+    WHERE schemaname = current_schema() AND tablename = 'ingest_chunk'
+      AND attname = 'search_vector'
+), terms AS (
+    SELECT array_to_tsvector(ARRAY[t.lexeme])::text::tsquery AS tq,
+           -ln(GREATEST(COALESCE(
+               (SELECT s.freqs[array_position(s.elems, t.lexeme)] FROM stats s),
+               (SELECT s.freqs[array_length(s.elems, 1) + 1] / 2 FROM stats s),
+               0.01), 1e-6)) AS idf
+    FROM unnest(to_tsvector('english', %(q)s)) AS t
+), kept AS (
+    SELECT tq, idf FROM terms WHERE idf >= -ln(%(max_df)s)
+), ortq AS (
+    SELECT string_agg(tq::text, ' | ')::tsquery AS q, sum(idf) AS total FROM kept
+), fts AS (
+    SELECT c.id, m.matched / o.total AS text_rank,
+           row_number() OVER (ORDER BY m.score DESC, c.id) AS rnk
+    FROM ingest_chunk c CROSS JOIN ortq o
+    CROSS JOIN LATERAL (
+        SELECT sum(k.idf * ts_rank(c.search_vector, k.tq) * 10) AS score, sum(k.idf) AS matched
+        FROM kept k WHERE c.search_vector @@ k.tq
+    ) m
+    WHERE {where_c} AND c.search_vector @@ o.q
+    ORDER BY m.score DESC, c.id
+    LIMIT %(n)s
+)"""
+_NO_VEC = (
+    "vec AS (SELECT NULL::bigint AS id, NULL::float8 AS similarity, NULL::bigint AS rnk LIMIT 0)"
+)
+_NO_FTS = (
+    "fts AS (SELECT NULL::bigint AS id, NULL::float4 AS text_rank, NULL::bigint AS rnk LIMIT 0)"
+)
+_FUSE = """
+fused AS (
+    SELECT COALESCE(vec.id, fts.id) AS id,
+           COALESCE(1.0 / (%(rrf)s + vec.rnk), 0) + COALESCE(1.0 / (%(rrf)s + fts.rnk), 0)
+               AS score,
+           vec.similarity, COALESCE(fts.text_rank, 0) AS text_rank
+    FROM vec FULL OUTER JOIN fts ON vec.id = fts.id
+)
+SELECT c.id, c.document_id, d.name, d.source_path, c.collection_id, c.text, c.start, c."end",
+       c.page, c.heading, f.score,
+       COALESCE(f.similarity, 1 - (c.embedding <=> %(vec)s::vector)) AS similarity,
+       f.text_rank, d.sha256
+FROM fused f
+JOIN ingest_chunk c ON c.id = f.id
+JOIN ingest_document d ON d.id = c.document_id
+WHERE {where_c}
+ORDER BY f.score DESC, c.id
+LIMIT %(k)s
+"""
+
+
+def _search_sql(*, mode: str, by_document: bool) -> str:
+    def where(alias: str = "") -> str:
+        clause = f"{alias}collection_id = ANY(%(cols)s)"
+        if by_document:
+            clause += f" AND {alias}document_id = ANY(%(docs)s)"
+        return clause
+
+    vec = _VEC_CTE.format(where=where()) if mode in {"hybrid", "vector"} else _NO_VEC
+    fts = _FTS_CTE.format(where_c=where("c.")) if mode in {"hybrid", "text"} else _NO_FTS
+    return f"WITH {vec}, {fts}, {_FUSE.format(where_c=where('c.'))}"
+
+
+def chunk_search(
+    *,
+    query_text: str,
+    query_vector: Sequence[float],
+    collection_ids: Sequence[int],
+    k: int,
+    candidates: int,
+    rrf_k: int,
+    document_ids: Sequence[int] | None = None,
+    mode: str = "hybrid",
+    max_df: float = 0.2,
+) -> list[ChunkHit]:
+    """Top-k chunks of the given collections for a question, best first.
+
+    `document_ids` further restricts the search to those documents (inside the SQL, like the
+    collection filter). `mode` is "hybrid" (both arms fused), "vector" or "text" (one arm).
+    """
+    if mode not in SEARCH_MODES:
+        raise ValueError(f"mode must be one of {SEARCH_MODES}, got {mode!r}")
+    if not collection_ids or (document_ids is not None and not document_ids):
+        return []
+    vec = "[" + ",".join(f"{x:.7f}" for x in query_vector) + "]"
+    params = {
+        "vec": vec,
+        "q": query_text,
+        "cols": list(collection_ids),
+        "docs": list(document_ids or []),
+        "n": candidates,
+        "k": k,
+        "rrf": rrf_k,
+        "max_df": max_df,
+    }
+    sql = _search_sql(mode=mode, by_document=document_ids is not None)
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
+        cursor.execute(f"SET LOCAL hnsw.ef_search = {max(40, int(candidates))}")
+        cursor.execute(sql, params)
+        rows = cursor.fetchall()
+    return [
+        ChunkHit(
+            chunk_id=r[0],
+            document_id=r[1],
+            document_name=r[2],
+            source_path=r[3],
+            collection_id=r[4],
+            text=r[5],
+            start=r[6],
+            end=r[7],
+            page=r[8],
+            heading=r[9],
+            score=float(r[10]),
+            similarity=float(r[11]),
+            text_rank=float(r[12]),
+            document_sha256=r[13],
+        )
+        for r in rows
+    ]

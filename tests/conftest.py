@@ -1,0 +1,159 @@
+"""Shared fixtures: real services only (see tests/settings.py for PostgreSQL and Redis).
+
+- `llm_server`: llama.cpp's OpenAI-compatible server with the packaged Gemma GGUF, on loopback.
+- `celery_worker`: a real `celery worker` process against the test database and Redis.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from urllib.parse import quote, urlsplit, urlunsplit
+
+import pytest
+
+from assistant import embedded
+
+REPO = Path(__file__).resolve().parents[1]
+EVAL = REPO.parent / "shared" / "eval"
+CUAD_PDF = EVAL / "cuad" / "pdf" / "LUCIDINC_04_15_2011-EX-10.9-DISTRIBUTOR AGREEMENT.PDF"
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+
+
+@pytest.fixture(autouse=True)
+def _fresh_rate_limits():
+    """Rate limits and lockouts live in Redis database 1; start every test without any."""
+    from django.core.cache import cache
+
+    cache.clear()
+
+
+@pytest.fixture(scope="session")
+def cuad_pdf() -> Path:
+    """A real 8-page contract from CUAD; its discount clause is on page 5."""
+    if not CUAD_PDF.exists():
+        pytest.fail(
+            f"evaluation data missing: {CUAD_PDF} (../shared/eval must sit beside the repo)"
+        )
+    return CUAD_PDF
+
+
+@pytest.fixture(scope="session")
+def llm_server(tmp_path_factory) -> str:
+    """Base URL (…/v1) of a real llama.cpp server running the packaged Gemma 3 270M."""
+    directory = tmp_path_factory.mktemp("llm")
+    model = embedded.ensure_gguf(directory)
+    proc, url = embedded.start_llm(
+        model_path=model,
+        port=embedded.free_port(),
+        env=dict(os.environ),
+        log=directory / "llm.log",
+        threads=2,
+    )
+    yield url
+    embedded.stop(proc)
+
+
+@pytest.fixture
+def use_llamacpp(settings, llm_server):
+    """Point generation at the real local llama.cpp server for one test."""
+    from assistant import generation
+
+    settings.LLM_BACKEND = "llamacpp"
+    settings.LLM_BASE_URL = llm_server
+    settings.LLM_MODEL = embedded.DEFAULT_MODEL_ALIAS
+    settings.LLM_TIMEOUT = 60.0
+    generation.get_llm.cache_clear()
+    yield llm_server
+    generation.get_llm.cache_clear()
+
+
+def _test_database_url() -> str:
+    """DATABASE_URL with the database name swapped for pytest-django's test database."""
+    from django.db import connection
+
+    parts = urlsplit(os.environ["DATABASE_URL"])
+    return urlunsplit(parts._replace(path="/" + quote(connection.settings_dict["NAME"])))
+
+
+@pytest.fixture(scope="session")
+def celery_worker(django_db_setup, django_db_blocker, tmp_path_factory):
+    """A real Celery worker process (prefork, one child) on the test database."""
+    with django_db_blocker.unblock():
+        url = _test_database_url()
+    env = dict(os.environ)
+    env.update(DATABASE_URL=url, DJANGO_SETTINGS_MODULE="assistant.settings")
+    log = tmp_path_factory.mktemp("worker") / "worker.log"
+    proc = embedded.spawn(
+        [
+            str(Path(sys.executable).parent / "celery"), "-A", "assistant", "worker",
+            "--loglevel", "INFO", "--concurrency", "1", "--without-gossip", "--without-mingle",
+            "-n", f"test-{os.getpid()}@%h",
+        ],
+        env=env,
+        log=log,
+    )  # fmt: skip
+    from assistant.celery import app
+
+    deadline = time.monotonic() + 60
+    while not app.control.ping(timeout=0.5):
+        if proc.poll() is not None or time.monotonic() > deadline:
+            embedded.stop(proc)
+            pytest.fail("Celery worker did not start:\n" + log.read_text()[-3000:])
+    yield proc
+    embedded.stop(proc, timeout=20)
+
+
+def wait_for(predicate, *, timeout: float = 120.0, interval: float = 0.25, message: str = ""):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(message or "condition not met in time")
+        time.sleep(interval)
+
+
+@pytest.fixture
+def admin_user(django_user_model):
+    return django_user_model.objects.create_superuser(
+        username="root-admin", email="", password="Correct-Horse-Battery-9"
+    )
+
+
+@pytest.fixture
+def roles(db):
+    """The role groups (transactional tests flush what the data migration created)."""
+    from assistant.roles import roles_ensure
+
+    return roles_ensure()
+
+
+@pytest.fixture
+def officer(django_user_model, roles):
+    user = django_user_model.objects.create_user(username="olivia", password="Officer-Pass-2026!")
+    user.groups.add(roles["compliance"])
+    return user
+
+
+@pytest.fixture
+def plain_user(django_user_model):
+    return django_user_model.objects.create_user(username="reader", password="Reader-Pass-2026!")
+
+
+def run_manage(*args: str, env: dict[str, str] | None = None, timeout: float = 300):
+    """Run manage.py in a subprocess against the test database (as an operator would)."""
+    full_env = dict(os.environ)
+    full_env.update(DATABASE_URL=_test_database_url(), DJANGO_SETTINGS_MODULE="assistant.settings")
+    full_env.update(env or {})
+    return subprocess.run(
+        [sys.executable, str(REPO / "manage.py"), *args],
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )

@@ -1,0 +1,80 @@
+"""The operator commands, run as subprocesses against the real database (and worker)."""
+
+import json
+
+import pytest
+
+from tests.conftest import run_manage
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
+
+
+def test_ingest_sync_then_ask_json(cuad_pdf, tmp_path):
+    notes = tmp_path / "notes"
+    notes.mkdir()
+    (notes / "policy.txt").write_text(
+        "Visitors must sign in at reception.\fBadges are kept 30 days."
+    )
+    (notes / "empty.txt").write_bytes(b"")
+    done = run_manage(
+        "ingest", str(cuad_pdf), str(notes), "--collection", "cuad", "--create", "--sync", "--json"
+    )
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    by_name = {d["name"]: d for d in report["documents"]}
+    assert set(by_name) == {cuad_pdf.name, "policy.txt", "empty.txt"}
+    assert by_name[cuad_pdf.name]["status"] == "ready"
+    assert by_name[cuad_pdf.name]["pages"] == 8
+    assert by_name[cuad_pdf.name]["chunks"] > 0
+    assert by_name["policy.txt"]["pages"] == 2
+    assert by_name["empty.txt"]["status"] == "failed"
+    assert "empty" in by_name["empty.txt"]["error"]
+    assert report["seconds"] > 0
+    assert all(
+        set(d) == {"path", "name", "status", "pages", "chunks", "error"}
+        for d in report["documents"]
+    )
+
+    from assistant.models import AuditEvent
+
+    uploads = AuditEvent.objects.filter(event_type="document.uploaded")
+    assert uploads.count() == 3 and uploads.first().actor_username.startswith("cli:")
+    assert AuditEvent.objects.filter(event_type="collection.created").count() == 1
+
+    again = run_manage("ingest", str(cuad_pdf), "--collection", "cuad", "--sync", "--json")
+    assert json.loads(again.stdout)["documents"][0]["status"] == "duplicate"
+
+    asked = run_manage(
+        "ask", "What discount does the distributor get on the price list?",
+        "--collection", "cuad", "--json", "--k", "4",
+    )  # fmt: skip
+    assert asked.returncode == 0, asked.stderr
+    answer = json.loads(asked.stdout)
+    assert set(answer) == {"answer", "refused", "backend", "model", "audit_id", "citations"}
+    assert answer["refused"] is False
+    assert answer["audit_id"] is not None
+    first = answer["citations"][0]
+    assert set(first) >= {"n", "document", "path", "page", "start", "end", "text", "score"}
+    assert first["path"] == str(cuad_pdf.resolve())
+    assert any(c["page"] == 5 and "thirty (30) per cent" in c["text"] for c in answer["citations"])
+
+
+def test_ingest_through_the_worker_waits_for_the_result(celery_worker, tmp_path):
+    path = tmp_path / "handbook.md"
+    path.write_text("# Leave\n\nStaff receive 25 days of annual leave.\n")
+    done = run_manage("ingest", str(path), "--collection", "hr", "--create", "--json")
+    assert done.returncode == 0, done.stderr
+    row = json.loads(done.stdout)["documents"][0]
+    assert row["status"] == "ready"
+    assert row["chunks"] == 1
+
+
+def test_unknown_collection_is_a_clear_error(tmp_path):
+    path = tmp_path / "a.txt"
+    path.write_text("hello there")
+    done = run_manage("ingest", str(path), "--collection", "missing", "--sync")
+    assert done.returncode != 0
+    assert "--create" in done.stderr
+    asked = run_manage("ask", "anything?", "--collection", "missing")
+    assert asked.returncode != 0
+    assert "No collection" in asked.stderr

@@ -1,0 +1,144 @@
+"""Static checks of the container deployment: docker-compose.yml and the Dockerfile.
+
+The CI machines have no Docker engine, so these read the files as YAML and text and check the
+wiring that `docker compose up` depends on: the services, the environment the app is given,
+that every variable given is one settings.py actually reads, and the startup order.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+COMPOSE_FILE = REPO_ROOT / "docker-compose.yml"
+DOCKERFILE = REPO_ROOT / "Dockerfile"
+SETTINGS_FILE = REPO_ROOT / "assistant" / "settings.py"
+
+EXPECTED_SERVICES = {"db", "redis", "vllm", "migrate", "web", "worker"}
+APP_SERVICES = ("migrate", "web", "worker")
+REQUIRED_APP_ENV = {
+    "DATABASE_URL",
+    "REDIS_URL",
+    "LLM_BASE_URL",
+    "LLM_MODEL",
+    "LLM_BACKEND",
+    "SECRET_KEY",
+}
+
+
+def load_compose() -> dict[str, Any]:
+    return yaml.safe_load(COMPOSE_FILE.read_text())
+
+
+def services() -> dict[str, dict[str, Any]]:
+    return load_compose()["services"]
+
+
+def environment(service: dict[str, Any]) -> dict[str, str]:
+    """A service's environment as a dict; compose accepts a mapping or a list of NAME=value."""
+    env = service.get("environment") or {}
+    if isinstance(env, list):
+        return dict(item.split("=", 1) if "=" in item else (item, "") for item in env)
+    return {str(name): "" if value is None else str(value) for name, value in env.items()}
+
+
+def command_words(service: dict[str, Any]) -> list[str]:
+    command = service.get("command") or []
+    if isinstance(command, str):
+        return shlex.split(command)
+    return [str(word) for word in command]
+
+
+def depends_on(service: dict[str, Any]) -> list[str]:
+    # Either a list of names or a mapping of name -> {condition: ...}.
+    return list(service.get("depends_on") or [])
+
+
+def dockerfile_instructions() -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) pairs, with comments dropped and continuation lines joined."""
+    instructions: list[tuple[str, str]] = []
+    pending = ""
+    for raw in DOCKERFILE.read_text().splitlines():
+        line = raw.strip()
+        if not pending and (not line or line.startswith("#")):
+            continue
+        if line.endswith("\\"):
+            pending += line[:-1] + " "
+            continue
+        line = pending + line
+        pending = ""
+        keyword, _, args = line.partition(" ")
+        instructions.append((keyword.upper(), args.strip()))
+    return instructions
+
+
+def test_compose_defines_exactly_the_expected_services() -> None:
+    assert set(services()) == EXPECTED_SERVICES
+
+
+def test_db_uses_pgvector_image() -> None:
+    assert services()["db"]["image"].startswith("pgvector/pgvector")
+
+
+def test_vllm_uses_openai_image_and_reserves_a_gpu() -> None:
+    vllm = services()["vllm"]
+    assert "vllm/vllm-openai" in vllm["image"]
+    devices = vllm["deploy"]["resources"]["reservations"]["devices"]
+    assert any("gpu" in device.get("capabilities", []) for device in devices)
+
+
+def test_app_services_get_the_required_environment() -> None:
+    all_services = services()
+    for name in APP_SERVICES:
+        env = environment(all_services[name])
+        missing = REQUIRED_APP_ENV - set(env)
+        assert not missing, f"{name} lacks {sorted(missing)}"
+        assert env["LLM_BASE_URL"].startswith("http://vllm:"), f"{name}: {env['LLM_BASE_URL']}"
+
+
+def test_every_web_env_variable_is_read_by_settings() -> None:
+    # A variable settings.py never reads is silently ignored: a typo or a renamed setting
+    # would leave production on its default.
+    settings_text = SETTINGS_FILE.read_text()
+    unread = [name for name in environment(services()["web"]) if f'"{name}"' not in settings_text]
+    assert not unread, f"settings.py does not read {unread}"
+
+
+def test_web_runs_gunicorn() -> None:
+    assert command_words(services()["web"])[:2] == ["gunicorn", "assistant.wsgi:application"]
+
+
+def test_worker_runs_celery_worker_for_assistant_app() -> None:
+    assert " ".join(command_words(services()["worker"])).startswith("celery -A assistant worker")
+
+
+def test_every_depends_on_target_is_a_defined_service() -> None:
+    all_services = services()
+    for name, service in all_services.items():
+        unknown = set(depends_on(service)) - set(all_services)
+        assert not unknown, f"{name} depends on undefined {sorted(unknown)}"
+
+
+def test_named_volumes_are_declared() -> None:
+    compose = load_compose()
+    declared = set(compose.get("volumes") or {})
+    for name, service in compose["services"].items():
+        for volume in service.get("volumes") or []:
+            source = volume.split(":", 1)[0] if isinstance(volume, str) else volume.get("source")
+            if source and not source.startswith((".", "/", "~")):
+                assert source in declared, f"{name} uses undeclared volume {source}"
+
+
+def test_dockerfile_default_command_is_gunicorn() -> None:
+    assert DOCKERFILE.is_file()
+    commands = [args for keyword, args in dockerfile_instructions() if keyword == "CMD"]
+    assert commands, "Dockerfile has no CMD"
+    cmd = commands[-1]  # the last CMD is the one that counts
+    if cmd.startswith("["):
+        cmd = " ".join(json.loads(cmd))
+    assert "gunicorn assistant.wsgi" in cmd
