@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from .parsers.base import ParsedDocument
+from .parsers.base import HeadingSpan, ParsedDocument
 
 PARAGRAPH_BREAK = re.compile(r"\n\s*\n\s*")
 SENTENCE_END = re.compile(r"(?<=[.!?;])[\"')\]]?\s+")
@@ -112,10 +112,23 @@ def _headings(text: str) -> list[tuple[int, str]]:
     return found
 
 
+def _heading_paths(marks: list[HeadingSpan]) -> list[tuple[int, str]]:
+    """Headings the parser marked (DOCX styles, HTML, Markdown) as paths by level:
+    "Termination > Notice"."""
+    found = []
+    stack: list[HeadingSpan] = []
+    for mark in marks:
+        while stack and stack[-1].level >= mark.level:
+            stack.pop()
+        stack.append(mark)
+        found.append((mark.start, " > ".join(h.title for h in stack)))
+    return found
+
+
 def chunk(parsed: ParsedDocument, *, size: int, overlap: int) -> list[ChunkDraft]:
     """Chunks of at most `size` characters (except a single unbreakable run), page by page."""
     text = parsed.text
-    headings = _headings(text)
+    headings = _heading_paths(parsed.headings) if parsed.headings else _headings(text)
     drafts: list[ChunkDraft] = []
     heading_index = -1
     for page in parsed.pages:

@@ -50,12 +50,22 @@ def test_empty_file_is_refused():
 def test_extension_that_lies_about_the_content():
     with pytest.raises(ParseError, match="not a PDF"):
         parse(b"just some text", "contract.pdf")
-    with pytest.raises(ParseError, match="binary"):
+    with pytest.raises(ParseError, match=r"named \.txt but its content is a PNG image"):
         parse(b"\x89PNG\r\n\x1a\n\x00\x00\x00", "notes.txt")
+    with pytest.raises(ParseError, match="binary"):
+        parse(b"\x01\x02\x00\x00\x03 not text at all \x00\x00\x01" * 20, "notes.txt")
+    with pytest.raises(ParseError, match=r"named \.docx but its content is a PDF"):
+        parse(b"%PDF-1.7\n...", "letter.docx")
+    with pytest.raises(ParseError, match=r"named \.png but its content is not a PNG image"):
+        parse(b"plain words, no image here", "scan.png")
+    with pytest.raises(ParseError, match="Unsupported file type: the file is a GIF image"):
+        parse(b"GIF89a" + b"\x00" * 20, "scan.png")
 
 
 def test_unsupported_type_names_what_is_accepted():
-    with pytest.raises(ParseError, match="PDF, TXT or Markdown"):
+    with pytest.raises(ParseError, match=r"Unsupported file type \.csv: upload PDF, Word"):
+        parse(b"col1,col2\n1,2\n", "sheet.csv")
+    with pytest.raises(ParseError, match="damaged ZIP"):
         parse(b"PK\x03\x04 zip", "archive.zip")
 
 

@@ -1,0 +1,131 @@
+"""Word documents (.docx) with python-docx: paragraphs, headings by style, tables by row.
+
+Body paragraphs and tables are read in document order. A paragraph styled as a heading (or
+with an outline level) becomes a heading; a table becomes one line per row, `| a | b |`, with
+merged cells written once. Hard page breaks start a new page; a .docx has no other page
+numbers (pagination is the word processor's, at display time).
+"""
+
+from __future__ import annotations
+
+import io
+import re
+import zipfile
+
+from .base import ParsedDocument, ParseError, TextBuilder
+
+# A .docx is a zip: refuse archives that would unpack to more than this (zip bombs).
+MAX_UNPACKED_BYTES = 512 * 1024 * 1024
+HEADING_STYLE = re.compile(r"^heading\s*(\d)$", re.IGNORECASE)
+
+
+def _check_archive(data: bytes) -> None:
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            infos = archive.infolist()
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise ParseError("The Word document is damaged and cannot be read.") from exc
+    if sum(info.file_size for info in infos) > MAX_UNPACKED_BYTES:
+        raise ParseError(
+            f"The Word document would unpack to more than {MAX_UNPACKED_BYTES // 2**20} MB; "
+            "it looks like a zip bomb and was not opened."
+        )
+    if any(info.flag_bits & 0x1 for info in infos):
+        raise ParseError("The Word document is password-protected; upload an unprotected copy.")
+
+
+def _heading_level(paragraph) -> int | None:
+    from docx.oxml.ns import qn
+
+    style = paragraph.style
+    name = (style.name or "") if style is not None else ""
+    if name.lower() == "title":
+        return 1
+    if match := HEADING_STYLE.match(name):
+        return int(match.group(1)) + 1
+    # Custom or localised heading styles: the outline level, on the paragraph or its styles.
+    elements = [paragraph._p]
+    while style is not None:
+        elements.append(style.element)
+        style = style.base_style
+    for element in elements:
+        ppr = element.find(qn("w:pPr"))
+        level = ppr.find(qn("w:outlineLvl")) if ppr is not None else None
+        if level is not None:
+            value = int(level.get(qn("w:val"), "9"))
+            return value + 2 if value < 9 else None  # 9 means body text
+    return None
+
+
+def _paragraph_pieces(paragraph) -> tuple[bool, list[str]]:
+    """(page break before, the paragraph's text split at hard page breaks)."""
+    from docx.oxml.ns import qn
+
+    p = paragraph._p
+    ppr = p.find(qn("w:pPr"))
+    before = ppr is not None and ppr.find(qn("w:pageBreakBefore")) is not None
+    breaks = p.xpath('.//w:br[@w:type="page"]')
+    if not breaks:
+        return before, [paragraph.text]
+    pieces = [""]
+    tags = {qn("w:t"): "t", qn("w:tab"): "tab", qn("w:br"): "br", qn("w:cr"): "cr"}
+    for element in p.iter(*tags):
+        kind = tags[element.tag]
+        if kind == "t":
+            pieces[-1] += element.text or ""
+        elif kind == "tab":
+            pieces[-1] += "\t"
+        elif kind == "br" and element.get(qn("w:type")) == "page":
+            pieces.append("")
+        else:
+            pieces[-1] += "\n"
+    return before, pieces
+
+
+def _table_rows(table) -> list[list[str]]:
+    rows = []
+    for row in table.rows:
+        cells: list[str] = []
+        seen = None
+        for cell in row.cells:
+            if cell._tc is seen:  # a horizontally merged cell repeats; write it once
+                continue
+            seen = cell._tc
+            cells.append(cell.text)
+        rows.append(cells)
+    return rows
+
+
+def parse_docx(data: bytes) -> ParsedDocument:
+    _check_archive(data)
+    import docx
+    from docx.table import Table
+
+    try:
+        document = docx.Document(io.BytesIO(data))
+    except Exception as exc:  # python-docx raises many types for broken packages
+        raise ParseError(f"The Word document is damaged and cannot be read ({exc}).") from exc
+    builder = TextBuilder()
+    try:
+        for block in document.iter_inner_content():
+            if isinstance(block, Table):
+                builder.table(_table_rows(block))
+                continue
+            before, pieces = _paragraph_pieces(block)
+            if before:
+                builder.page_break()
+            level = _heading_level(block)
+            for index, piece in enumerate(pieces):
+                if index:
+                    builder.page_break()
+                if level is not None:
+                    builder.heading(piece, level)
+                else:
+                    builder.paragraph(piece)
+    except (ValueError, KeyError, AttributeError, TypeError) as exc:
+        raise ParseError(f"The Word document is damaged and cannot be read ({exc}).") from exc
+    parsed = builder.build()
+    title = document.core_properties.title
+    if title:
+        parsed.metadata["title"] = title
+    return parsed

@@ -1,0 +1,129 @@
+"""OCR with Debian's Tesseract (`tesseract-ocr` + `tesseract-ocr-eng`), run as a subprocess.
+
+Tesseract's TSV output gives every recognised word with its confidence; the text is rebuilt
+line by line and paragraph by paragraph from it, and the page's confidence is the mean over
+its words. PDF pages are rendered for OCR by poppler's `pdftoppm` (`poppler-utils`). Both are
+installed by `make ocr-deps` (run by install/test/run) and by the Dockerfile.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from dataclasses import dataclass
+
+from .base import ParseError
+
+INSTALL_HINT = "install tesseract-ocr and tesseract-ocr-eng (`make ocr-deps` as root)"
+
+
+@dataclass(frozen=True)
+class OcrResult:
+    text: str
+    confidence: float | None  # mean word confidence 0-100; None when no word was found
+    words: int
+
+
+def _setting(name: str, default):
+    try:
+        from django.conf import settings
+
+        return getattr(settings, name, default)
+    except Exception:  # usable without Django configured (scripts, unit tests)
+        return default
+
+
+def tesseract_path() -> str | None:
+    return shutil.which("tesseract")
+
+
+def pdftoppm_path() -> str | None:
+    return shutil.which("pdftoppm")
+
+
+def ocr_available() -> bool:
+    return tesseract_path() is not None
+
+
+def _parse_tsv(tsv: str) -> OcrResult:
+    lines: dict[tuple[int, int, int], list[str]] = {}
+    confidences: list[float] = []
+    for row in tsv.splitlines()[1:]:
+        cols = row.split("\t")
+        if len(cols) < 12 or cols[0] != "5":
+            continue
+        word = cols[11].strip()
+        try:
+            conf = float(cols[10])
+        except ValueError:
+            continue
+        if not word or conf < 0:
+            continue
+        key = (int(cols[2]), int(cols[3]), int(cols[4]))  # block, paragraph, line
+        lines.setdefault(key, []).append(word)
+        confidences.append(conf)
+    paragraphs: list[str] = []
+    previous: tuple[int, int] | None = None
+    for (block, par, _line), words in lines.items():  # TSV rows come in reading order
+        if (block, par) != previous:
+            paragraphs.append("")
+            previous = (block, par)
+        paragraphs[-1] += ("\n" if paragraphs[-1] else "") + " ".join(words)
+    mean = round(sum(confidences) / len(confidences), 1) if confidences else None
+    return OcrResult(text="\n\n".join(paragraphs), confidence=mean, words=len(confidences))
+
+
+def ocr_image(image: bytes, *, dpi: int | None = None) -> OcrResult:
+    """OCR one page image (any format Leptonica reads: PNG, PNM, TIFF, JPEG)."""
+    binary = tesseract_path()
+    if binary is None:
+        raise ParseError(f"OCR is not available on this server: {INSTALL_HINT}.")
+    languages = str(_setting("OCR_LANGUAGES", "eng"))
+    command = [binary, "stdin", "stdout", "-l", languages, "--psm", "3"]
+    if dpi:
+        command += ["--dpi", str(dpi)]
+    env = dict(os.environ, OMP_THREAD_LIMIT="1")  # one thread per page: workers run in parallel
+    try:
+        done = subprocess.run(
+            [*command, "tsv"],
+            input=image,
+            capture_output=True,
+            timeout=int(_setting("OCR_PAGE_TIMEOUT", 180)),
+            env=env,
+            check=False,
+        )
+    except subprocess.TimeoutExpired as exc:
+        raise ParseError("OCR of a page took too long (OCR_PAGE_TIMEOUT) and was stopped.") from exc
+    if done.returncode != 0:
+        message = done.stderr.decode("utf-8", "replace").strip().splitlines()
+        detail = message[-1] if message else f"exit status {done.returncode}"
+        if "Failed loading language" in done.stderr.decode("utf-8", "replace"):
+            detail = f"language data for {languages!r} is missing ({INSTALL_HINT})"
+        raise ParseError(f"OCR failed: {detail}.")
+    return _parse_tsv(done.stdout.decode("utf-8", "replace"))
+
+
+def render_pdf_page(pdf_path: str, number: int, *, width_pt: float, height_pt: float) -> bytes:
+    """Page `number` (1-based) of the PDF at `pdf_path` as a greyscale PGM image.
+
+    Rendered at OCR_DPI (300), lowered for oversized pages so no side exceeds 5000 pixels.
+    """
+    binary = pdftoppm_path()
+    if binary is None:
+        raise ParseError("Cannot render scanned PDF pages for OCR: install poppler-utils.")
+    dpi = int(_setting("OCR_DPI", 300))
+    longest = max(width_pt, height_pt, 1.0)
+    dpi = max(36, min(dpi, int(5000 * 72 / longest)))
+    try:
+        done = subprocess.run(
+            [binary, "-f", str(number), "-l", str(number), "-r", str(dpi), "-gray", pdf_path],
+            capture_output=True,
+            timeout=int(_setting("OCR_PAGE_TIMEOUT", 180)),
+            check=False,
+        )
+    except subprocess.TimeoutExpired as exc:
+        raise ParseError(f"Rendering page {number} for OCR took too long.") from exc
+    if done.returncode != 0 or not done.stdout:
+        raise ParseError(f"Page {number} of the PDF cannot be rendered for OCR.")
+    return done.stdout
