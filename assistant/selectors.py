@@ -96,7 +96,7 @@ def document_get(*, user, pk: int):
     """A document in a collection the user may read (else DoesNotExist)."""
     from ingest.models import Document
 
-    return Document.objects.select_related("collection").get(
+    return Document.objects.select_related("collection", "parent").get(
         pk=pk, collection__in=collection_list(user=user)
     )
 

@@ -236,6 +236,7 @@ def document_view(request: HttpRequest, pk: int) -> HttpResponse:
             "passage": passage,
             "after": after,
             "may_download": selectors.document_may_download(user=request.user, document=document),
+            "attachments": document.attachments.defer("text").order_by("name"),
         },
     )
 

@@ -59,6 +59,7 @@ class Document(models.Model):
     class Status(models.TextChoices):
         QUEUED = "queued", "Queued"
         PARSING = "parsing", "Parsing"
+        OCR = "ocr", "OCR"
         EMBEDDING = "embedding", "Embedding"
         READY = "ready", "Ready"
         FAILED = "failed", "Failed"
@@ -75,6 +76,19 @@ class Document(models.Model):
     status = models.CharField(max_length=20, choices=Status.choices, default=Status.QUEUED)
     status_message = models.TextField(blank=True, help_text="Why the document failed, in words")
     page_count = models.PositiveIntegerField(null=True, blank=True)
+    pages = models.JSONField(
+        default=list,
+        blank=True,
+        help_text='Per page: [{"page": 1, "ocr": true, "confidence": 91.2}, ...]',
+    )
+    parent = models.ForeignKey(
+        "self",
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="attachments",
+        help_text="The e-mail message this file was attached to",
+    )
     chunk_count = models.PositiveIntegerField(default=0)
     text = models.TextField(blank=True, help_text="Extracted text; chunk offsets point into it")
     uploaded_by = models.ForeignKey(
@@ -99,7 +113,17 @@ class Document(models.Model):
 
     @property
     def is_pending(self) -> bool:
-        return self.status in {self.Status.QUEUED, self.Status.PARSING, self.Status.EMBEDDING}
+        return self.status in {
+            self.Status.QUEUED,
+            self.Status.PARSING,
+            self.Status.OCR,
+            self.Status.EMBEDDING,
+        }
+
+    @property
+    def ocr_pages(self) -> list[dict]:
+        """The pages whose text came from OCR, with their mean word confidence."""
+        return [p for p in self.pages or [] if p.get("ocr")]
 
 
 class Chunk(models.Model):

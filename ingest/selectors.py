@@ -67,7 +67,12 @@ def collection_with_counts(*, user) -> QuerySet[Collection]:
 
 
 def document_list(*, collection: Collection) -> QuerySet[Document]:
-    return collection.documents.defer("text").order_by("-created_at", "id")
+    # The parent (an attachment's e-mail message) is shown by name: "attachment of ...".
+    return (
+        collection.documents.defer("text", "parent__text")
+        .select_related("parent")
+        .order_by("-created_at", "id")
+    )
 
 
 def chunk_get(*, chunk_id: int, collection_ids: Sequence[int]) -> Chunk:

@@ -35,7 +35,7 @@ class StageTimings:
     """Seconds one document spent in each pipeline stage (bench/ingest.py adds them up)."""
 
     parse: float = 0.0
-    ocr: float = 0.0  # no OCR stage yet
+    ocr: float = 0.0  # part of parsing: pages read by Tesseract (measured by the parser)
     chunk: float = 0.0
     embed: float = 0.0
     write: float = 0.0
@@ -58,6 +58,9 @@ class IngestResult:
     error: str
     seconds: float
     timings: StageTimings = field(default_factory=StageTimings)
+    # Documents created from this one's attachments (e-mail), already queued unless the
+    # caller asked to ingest them itself (document_ingest(enqueue_attachments=False)).
+    attachment_ids: tuple[int, ...] = ()
 
 
 def collection_create(*, name: str, slug: str = "", description: str = "", user=None) -> Collection:
@@ -88,12 +91,14 @@ def document_create(
     source_path: str = "",
     user=None,
     enqueue: bool = True,
+    parent: Document | None = None,
 ) -> tuple[Document, bool]:
     """Store an uploaded file and queue it for ingestion.
 
     Returns (document, created). The same bytes already in the collection are not stored again:
     the existing document is returned with created=False. A file over the size limit is kept as
-    a failed document (its bytes are not stored) so the batch still reports it.
+    a failed document (its bytes are not stored) so the batch still reports it. `parent` links
+    an e-mail attachment to its message.
     """
     name = Path(name).name[:255] or "unnamed"
     digest = hashlib.sha256(data).hexdigest()
@@ -107,6 +112,7 @@ def document_create(
         size=len(data),
         source_path=source_path[:1000],
         uploaded_by=user,
+        parent=parent,
     )
     too_big = len(data) > settings.UPLOAD_MAX_BYTES
     if too_big:
@@ -134,6 +140,39 @@ def _set_status(document: Document, status: str, message: str = "") -> None:
     )
 
 
+def _page_records(parsed: ParsedDocument) -> list[dict]:
+    return [
+        {"page": p.number, "ocr": p.ocr, "confidence": p.confidence}
+        if p.ocr
+        else {"page": p.number, "ocr": False}
+        for p in parsed.pages
+    ]
+
+
+def _attachments_create(
+    *, document: Document, parsed: ParsedDocument, enqueue: bool
+) -> tuple[int, ...]:
+    """Store an e-mail's attachments as documents of the same collection, linked to it.
+
+    Runs inside document_index's transaction. An attachment already in the collection (same
+    bytes) is not stored twice and keeps its own place (it is not re-linked).
+    """
+    ids = []
+    for attachment in parsed.attachments:
+        child, created = document_create(
+            collection=document.collection,
+            name=attachment.name,
+            data=attachment.data,
+            source_path=document.source_path,
+            user=document.uploaded_by,
+            enqueue=enqueue,
+            parent=document,
+        )
+        if created:
+            ids.append(child.id)
+    return tuple(ids)
+
+
 def document_index(
     *,
     document: Document,
@@ -141,8 +180,12 @@ def document_index(
     drafts: list[chunking.ChunkDraft],
     vectors: list[list[float]],
     embedding_model: str,
-) -> int:
-    """Replace the document's chunks with `drafts` and mark it ready, in one transaction."""
+    enqueue_attachments: bool = True,
+) -> tuple[int, ...]:
+    """Replace the document's chunks with `drafts` and mark it ready, in one transaction.
+
+    Attachments the parser found are stored as documents of their own in the same
+    transaction; returns their ids."""
     if len(drafts) != len(vectors):
         raise ValueError("one vector per chunk draft")
     with transaction.atomic():
@@ -172,19 +215,28 @@ def document_index(
             text=parsed.text,
             mime_type=parsed.mime_type,
             page_count=parsed.page_count,
+            pages=_page_records(parsed),
             chunk_count=len(drafts),
             ingested_at=timezone.now(),
             updated_at=timezone.now(),
         )
-    return len(drafts)
+        attachment_ids = _attachments_create(
+            document=document, parsed=parsed, enqueue=enqueue_attachments
+        )
+    return attachment_ids
 
 
-def document_ingest(*, document_id: int, force: bool = False) -> IngestResult:
+def document_ingest(
+    *, document_id: int, force: bool = False, enqueue_attachments: bool = True
+) -> IngestResult:
     """Run the whole pipeline for one document; bad input ends as a failed document.
 
     Safe to run again (a redelivered task): a ready document is skipped unless `force`, and
     indexing replaces chunks atomically, so no partial or duplicate chunks can remain.
+    An e-mail's attachments become documents of their own, queued for the workers, or, with
+    enqueue_attachments=False, left for the caller to ingest (IngestResult.attachment_ids).
     """
+    attachment_ids: tuple[int, ...] = ()
     started = time.monotonic()
     timings = StageTimings()
     document = Document.objects.select_related("collection").get(pk=document_id)
@@ -199,6 +251,7 @@ def document_ingest(*, document_id: int, force: bool = False) -> IngestResult:
             error=error or (document.status_message if document.status == "failed" else ""),
             seconds=time.monotonic() - started,
             timings=timings,
+            attachment_ids=attachment_ids,
         )
 
     if document.status == Document.Status.READY and not force:
@@ -210,7 +263,14 @@ def document_ingest(*, document_id: int, force: bool = False) -> IngestResult:
         with timings.stage("parse"):
             with document.file.open("rb") as handle:
                 data = handle.read()
-            parsed = parsers.parse(data, document.name)
+            parsed = parsers.parse(
+                data,
+                document.name,
+                on_ocr=lambda: _set_status(document, Document.Status.OCR),
+            )
+        # OCR runs inside parsing; the parser measures it so the stages add up.
+        timings.ocr = parsed.ocr_seconds
+        timings.parse -= parsed.ocr_seconds
         with timings.stage("chunk"):
             drafts = chunking.chunk(
                 parsed, size=settings.CHUNK_SIZE, overlap=settings.CHUNK_OVERLAP
@@ -222,12 +282,13 @@ def document_ingest(*, document_id: int, force: bool = False) -> IngestResult:
         with timings.stage("embed"):
             vectors = embedder.embed([d.text for d in drafts])
         with timings.stage("write"):
-            document_index(
+            attachment_ids = document_index(
                 document=document,
                 parsed=parsed,
                 drafts=drafts,
                 vectors=vectors,
                 embedding_model=embedder.name,
+                enqueue_attachments=enqueue_attachments,
             )
     except ParseError as exc:
         _set_status(document, Document.Status.FAILED, str(exc))
@@ -248,7 +309,12 @@ def document_requeue_unfinished() -> int:
     """Enqueue every document left queued or half-processed (idempotent: see document_ingest)."""
     ids = list(
         Document.objects.filter(
-            status__in=[Document.Status.QUEUED, Document.Status.PARSING, Document.Status.EMBEDDING]
+            status__in=[
+                Document.Status.QUEUED,
+                Document.Status.PARSING,
+                Document.Status.OCR,
+                Document.Status.EMBEDDING,
+            ]
         ).values_list("id", flat=True)
     )
     with transaction.atomic():
@@ -258,13 +324,25 @@ def document_requeue_unfinished() -> int:
 
 
 def document_delete(*, document: Document) -> None:
-    """Remove a document, its chunks and vectors (cascade) and its stored original file."""
-    name = document.file.name if document.file else ""
-    storage = document.file.storage if document.file else None
+    """Remove a document, its chunks and vectors (cascade) and its stored original file;
+    an e-mail's attachments (documents linked to it) go with it, files included."""
+    storage = document.file.storage
+    names: list[str] = []
+    seen: set[int] = set()
+    level = [document.pk]
+    while level:  # the message, its attachments, their attachments (attached messages)
+        seen.update(level)
+        rows = Document.objects.filter(pk__in=level).values_list("file", flat=True)
+        names.extend(name for name in rows if name)
+        level = [
+            pk
+            for pk in Document.objects.filter(parent_id__in=level).values_list("pk", flat=True)
+            if pk not in seen
+        ]
     with transaction.atomic():
         document.delete()
-        if name and storage is not None:
-            transaction.on_commit(lambda: storage.delete(name))
+        for name in names:
+            transaction.on_commit(lambda name=name: storage.delete(name))
 
 
 def document_reingest(*, document: Document) -> None:

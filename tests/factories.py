@@ -13,9 +13,14 @@ def make_collection(name: str = "Contracts", slug: str = "") -> Collection:
 
 
 def ingest_bytes(collection: Collection, name: str, data: bytes) -> Document:
-    """Store and ingest synchronously (in this process), returning the refreshed document."""
+    """Store and ingest synchronously (in this process), returning the refreshed document.
+
+    An e-mail's attachments are ingested too, the same way, before this returns."""
     document, _ = document_create(collection=collection, name=name, data=data, enqueue=False)
-    document_ingest(document_id=document.id)
+    pending = [document.id]
+    while pending:
+        result = document_ingest(document_id=pending.pop(0), enqueue_attachments=False)
+        pending.extend(result.attachment_ids)
     document.refresh_from_db()
     return document
 

@@ -41,7 +41,7 @@ def _files(paths: list[str]) -> list[Path]:
 
 
 class Command(BaseCommand):
-    help = "Ingest files or folders (PDF, TXT, Markdown) into a collection."
+    help = "Ingest files or folders (PDF, DOCX, TXT, Markdown, HTML, EML, images)."
 
     def add_arguments(self, parser) -> None:
         parser.add_argument("paths", nargs="+", metavar="PATH")
@@ -81,7 +81,10 @@ class Command(BaseCommand):
             row = self._row(path, document, duplicate=not created)
             rows.append(row)
             if created and sync:
-                document_ingest(document_id=document.id)
+                pending = [document.id]
+                while pending:  # an e-mail's attachments are ingested here too
+                    result = document_ingest(document_id=pending.pop(0), enqueue_attachments=False)
+                    pending.extend(result.attachment_ids)
                 document.refresh_from_db()
                 row.update(self._row(path, document))
                 self._progress(index, len(files), row, quiet=json)
