@@ -5,9 +5,9 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test lint browser-deps clean
+.PHONY: install run test lint browser-deps ocr-deps clean
 
-install: $(STAMP)
+install: $(STAMP) ocr-deps
 
 # Re-installs when pyproject.toml changes. pip (not uv/poetry) so the local torch CPU wheel
 # folder (PIP_FIND_LINKS) is honoured where a machine has one.
@@ -28,6 +28,21 @@ browser-deps:
 	      || echo "WARNING: could not install chromium; browser tests will fail under CI=true"; \
 	  else \
 	    echo "WARNING: /usr/bin/chromium missing and cannot apt-get it; browser tests will fail under CI=true"; \
+	  fi; \
+	fi
+
+# Tesseract (OCR of scanned PDFs and images) and poppler's pdftoppm (renders PDF pages for it),
+# from Debian, installed here when missing and we are root.
+ocr-deps:
+	@if ! command -v tesseract >/dev/null || ! command -v pdftoppm >/dev/null \
+	    || [ -z "$$(ls /usr/share/tesseract-ocr/*/tessdata/eng.traineddata 2>/dev/null)" ]; then \
+	  if [ "$$(id -u)" = "0" ] && command -v apt-get >/dev/null; then \
+	    echo "Installing tesseract-ocr and poppler-utils for OCR (apt-get)"; \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	      tesseract-ocr tesseract-ocr-eng poppler-utils >/dev/null) \
+	      || echo "WARNING: could not install tesseract-ocr; scanned pages will not be read and OCR tests fail under CI=true"; \
+	  else \
+	    echo "WARNING: tesseract-ocr/poppler-utils missing and cannot apt-get them; scanned pages will not be read and OCR tests fail under CI=true"; \
 	  fi; \
 	fi
 

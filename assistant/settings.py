@@ -211,6 +211,13 @@ EMBEDDING_THREADS = env_int("EMBEDDING_THREADS", 0, minimum=0)
 CHUNK_SIZE = env_int("CHUNK_SIZE", 1000, minimum=100)  # characters
 CHUNK_OVERLAP = env_int("CHUNK_OVERLAP", 150, minimum=0)  # characters
 UPLOAD_MAX_BYTES = env_int("UPLOAD_MAX_BYTES", 100 * 1024 * 1024, minimum=1)
+# OCR (Tesseract) for scanned PDF pages and images: languages as Tesseract names them
+# ("eng", "eng+deu": each needs its tesseract-ocr-LANG package), render resolution, a time
+# limit per page, and the most pages one document may send to OCR.
+OCR_LANGUAGES = env_str("OCR_LANGUAGES", "eng")
+OCR_DPI = env_int("OCR_DPI", 300, minimum=72)
+OCR_PAGE_TIMEOUT = env_int("OCR_PAGE_TIMEOUT", 180, minimum=1)  # seconds
+OCR_MAX_PAGES = env_int("OCR_MAX_PAGES", 1000, minimum=0)
 DATA_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024
 FILE_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024
 

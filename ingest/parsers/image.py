@@ -9,9 +9,7 @@ from collections.abc import Callable
 from dataclasses import replace
 
 from .base import ParsedDocument, ParseError, join_pages
-from .ocr import ocr_image
-
-MAX_FRAMES = 2000
+from .ocr import max_pages, ocr_image, too_many_pages
 
 
 def parse_image(data: bytes, *, on_ocr: Callable[[], None] | None = None) -> ParsedDocument:
@@ -25,8 +23,9 @@ def parse_image(data: bytes, *, on_ocr: Callable[[], None] | None = None) -> Par
             # Pillow warns above MAX_IMAGE_PIXELS and raises at twice that (a pixel bomb).
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(io.BytesIO(data)) as image:
-                if getattr(image, "n_frames", 1) > MAX_FRAMES:
-                    raise ParseError(f"The image has more than {MAX_FRAMES} pages.")
+                frames = getattr(image, "n_frames", 1)
+                if frames > max_pages():
+                    raise too_many_pages(frames)
                 if on_ocr is not None:
                     on_ocr()
                 for frame in ImageSequence.Iterator(image):

@@ -34,6 +34,17 @@ def _setting(name: str, default):
         return default
 
 
+def max_pages() -> int:
+    return int(_setting("OCR_MAX_PAGES", 1000))
+
+
+def too_many_pages(count: int) -> ParseError:
+    return ParseError(
+        f"{count} pages need OCR; one document may send at most {max_pages()} pages to OCR "
+        "(OCR_MAX_PAGES). Split the file or raise the limit."
+    )
+
+
 def tesseract_path() -> str | None:
     return shutil.which("tesseract")
 

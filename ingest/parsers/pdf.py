@@ -92,6 +92,8 @@ def parse_pdf(data: bytes, *, on_ocr: Callable[[], None] | None = None) -> Parse
     ocr_done: dict[int, float | None] = {}
     started = time.perf_counter()
     if scanned and ocr.ocr_available() and ocr.pdftoppm_path():
+        if len(scanned) > ocr.max_pages():
+            raise ocr.too_many_pages(len(scanned))
         if on_ocr is not None:
             on_ocr()
         ocr_done = _ocr_pages(data, reader, scanned, page_texts)

@@ -339,3 +339,102 @@ def test_deeply_nested_html_does_not_crash_the_worker():
     document = ingest_bytes(make_collection(), "deep.html", data)
     assert document.status in {Document.Status.READY, Document.Status.FAILED}
     assert "Internal error" not in document.status_message
+
+
+def test_status_moves_through_ocr_while_pages_are_read(monkeypatch):
+    require_ocr()
+    from ingest import services
+
+    seen: list[str] = []
+    real = services._set_status
+
+    def spy(document, status, message=""):
+        seen.append(status)
+        real(document, status, message)
+
+    monkeypatch.setattr(services, "_set_status", spy)
+    document = ingest_bytes(make_collection(), "scan.pdf", formats.scanned_pdf([["Pixels only."]]))
+    assert document.status == Document.Status.READY, document.status_message
+    assert seen == ["parsing", "ocr", "embedding"]
+    seen.clear()
+    ingest_bytes(make_collection("B", "b"), "plain.txt", b"No OCR needed for this one.")
+    assert seen == ["parsing", "embedding"]
+
+
+def test_without_tesseract_scans_fail_with_the_install_hint(monkeypatch):
+    from ingest.parsers import ocr
+
+    monkeypatch.setattr(ocr, "tesseract_path", lambda: None)
+    collection = make_collection()
+    image = ingest_bytes(collection, "scan.png", formats.page_image(["Some words."]))
+    assert image.status == Document.Status.FAILED
+    assert "OCR is not available on this server" in image.status_message
+    assert "tesseract-ocr" in image.status_message
+    pdf = ingest_bytes(collection, "scan.pdf", formats.scanned_pdf([["Some words."]]))
+    assert pdf.status == Document.Status.FAILED
+    assert "no text layer and OCR is not installed" in pdf.status_message
+
+
+def test_pdf_with_thousands_of_pages(settings):
+    """A 3,000-page PDF with a text layer is read page by page; 3,000 pages without one are
+    refused before any OCR starts, with the limit named."""
+    from pypdf import PdfReader, PdfWriter
+
+    from ingest.parsers import parse
+
+    page = PdfReader(io.BytesIO(formats.text_pdf(["Indemnity clause, repeated on every page."])))
+    writer = PdfWriter()
+    for _ in range(3000):
+        writer.add_page(page.pages[0])
+    buffer = io.BytesIO()
+    writer.write(buffer)
+    parsed = parse(buffer.getvalue(), "big.pdf")
+    assert parsed.page_count == 3000
+    assert parsed.page_at(parsed.pages[2999].start) == 3000
+
+    settings.OCR_MAX_PAGES = 1000
+    writer = PdfWriter()
+    for _ in range(3000):
+        writer.add_blank_page(width=200, height=200)
+    buffer = io.BytesIO()
+    writer.write(buffer)
+    document = ingest_bytes(make_collection(), "blank.pdf", buffer.getvalue())
+    assert document.status == Document.Status.FAILED
+    if formats_have_ocr():
+        assert "3000 pages need OCR" in document.status_message
+        assert "OCR_MAX_PAGES" in document.status_message
+    else:
+        assert "no text layer" in document.status_message
+
+
+def formats_have_ocr() -> bool:
+    from ingest.parsers import ocr
+
+    return ocr.ocr_available() and ocr.pdftoppm_path() is not None
+
+
+def test_email_attachment_names_cannot_escape_and_attached_messages_are_ingested():
+    from email.message import EmailMessage
+
+    inner = EmailMessage()
+    inner["From"] = "legal@example.org"
+    inner["Subject"] = "Original contract thread"
+    inner.set_content("The warranty period is twenty-four months.")
+    outer = EmailMessage()
+    outer["From"] = "clerk@example.org"
+    outer["To"] = "records@example.org"
+    outer["Subject"] = "Fwd: contract"
+    outer.set_content("Forwarding the thread below.")
+    outer.add_attachment(
+        b"Escaped? No.", maintype="text", subtype="plain", filename="../../etc/passwd.txt"
+    )
+    outer.add_attachment(inner)
+    collection = make_collection()
+    message = ingest_bytes(collection, "fwd.eml", outer.as_bytes())
+    assert message.status == Document.Status.READY, message.status_message
+    children = {d.name: d for d in message.attachments.all()}
+    assert set(children) == {".._.._etc_passwd.txt", "Original contract thread.eml"}
+    assert all(d.status == Document.Status.READY for d in children.values())
+    forwarded = children["Original contract thread.eml"]
+    assert "twenty-four months" in forwarded.text and "From: legal@example.org" in forwarded.text
+    assert _top_hit(collection, "How long is the warranty period?").document_id == forwarded.id
