@@ -6,11 +6,12 @@
 # needs a GPU or CUDA.
 FROM python:3.11-slim-bookworm
 
-# OCR and PDF tooling for scanned uploads (tesseract, pdftotext/pdftoppm) and libmagic to
-# sniff the real type of an uploaded file.
+# OCR for scanned PDF pages and images: Tesseract with its English data, and poppler's pdftoppm,
+# which renders PDF pages for it (ingest/parsers/ocr.py). File types are read from magic bytes
+# in Python (ingest/parsers/__init__.py), so no libmagic.
 RUN apt-get update \
     && apt-get install -y --no-install-recommends \
-        tesseract-ocr tesseract-ocr-eng poppler-utils libmagic1 \
+        tesseract-ocr tesseract-ocr-eng poppler-utils \
     && rm -rf /var/lib/apt/lists/*
 
 # Unprivileged runtime user with a fixed uid/gid: when /data is shared storage (NFS) across

@@ -142,3 +142,11 @@ def test_dockerfile_default_command_is_gunicorn() -> None:
     if cmd.startswith("["):
         cmd = " ".join(json.loads(cmd))
     assert "gunicorn assistant.wsgi" in cmd
+
+
+def test_image_installs_the_ocr_tools() -> None:
+    """Issue 3: scanned pages are OCR'd by Debian's Tesseract; the image must carry it, the
+    English data and pdftoppm (the worker, which parses, runs this image)."""
+    runs = " ".join(args for keyword, args in dockerfile_instructions() if keyword == "RUN")
+    for package in ("tesseract-ocr", "tesseract-ocr-eng", "poppler-utils"):
+        assert f" {package} " in f" {runs.replace(chr(92), ' ')} ", package
