@@ -78,3 +78,42 @@ def test_unknown_collection_is_a_clear_error(tmp_path):
     asked = run_manage("ask", "anything?", "--collection", "missing")
     assert asked.returncode != 0
     assert "No collection" in asked.stderr
+
+
+def _lease_mail() -> bytes:
+    from tests.ingest import formats
+
+    lease = formats.text_pdf(["Lease, page one.", "The deposit is held by Harbor Escrow Ltd."])
+    return formats.eml_with_attachments(lease, b"Inventory: two keys and one fridge.")
+
+
+def test_ingest_sync_ingests_email_attachments_too(tmp_path):
+    """Issue 3: an e-mail's attachments become documents linked to the message."""
+    from ingest.models import Document
+
+    path = tmp_path / "lease.eml"
+    path.write_bytes(_lease_mail())
+    done = run_manage("ingest", str(path), "--collection", "mail", "--create", "--sync", "--json")
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["documents"][0]["status"] == "ready"
+    message = Document.objects.get(name="lease.eml")
+    children = {d.name: d.status for d in message.attachments.all()}
+    assert children == {"lease.pdf": "ready", "inventory.txt": "ready"}
+
+
+def test_worker_queues_and_ingests_email_attachments(celery_worker, tmp_path):
+    from ingest.models import Document
+    from tests.conftest import wait_for
+
+    path = tmp_path / "lease.eml"
+    path.write_bytes(_lease_mail())
+    done = run_manage("ingest", str(path), "--collection", "mail2", "--create", "--json")
+    assert done.returncode == 0, done.stderr
+    message = Document.objects.get(name="lease.eml", collection__slug="mail2")
+    assert message.status == "ready"
+    wait_for(
+        lambda: sorted(message.attachments.values_list("status", flat=True)) == ["ready", "ready"],
+        message="attachments were not ingested by the worker",
+    )
+    pdf = message.attachments.get(name="lease.pdf")
+    assert pdf.page_count == 2 and pdf.chunk_count > 0

@@ -124,8 +124,4 @@ def parse_docx(data: bytes) -> ParsedDocument:
                     builder.paragraph(piece)
     except (ValueError, KeyError, AttributeError, TypeError) as exc:
         raise ParseError(f"The Word document is damaged and cannot be read ({exc}).") from exc
-    parsed = builder.build()
-    title = document.core_properties.title
-    if title:
-        parsed.metadata["title"] = title
-    return parsed
+    return builder.build()

@@ -55,28 +55,35 @@ def _extension(content_type: str) -> str:
     return mimetypes.guess_extension(content_type) or ""
 
 
+def _header(message: EmailMessage, name: str) -> str:
+    try:
+        value = message.get(name)
+    except Exception:  # a malformed header must not lose the message
+        value = None
+    return " ".join(str(value).split()) if value else ""
+
+
 def parse_email(data: bytes) -> ParsedDocument:
+    try:
+        return _parse_email(data)
+    except ParseError:
+        raise
+    except Exception as exc:  # the email package raises many types on broken MIME structure
+        raise ParseError(f"The e-mail message is damaged and cannot be read ({exc}).") from exc
+
+
+def _parse_email(data: bytes) -> ParsedDocument:
     from .text import decode_text
 
-    try:
-        message = email.message_from_bytes(data, policy=email.policy.default)
-    except Exception as exc:
-        raise ParseError(f"The e-mail message cannot be read ({exc}).") from exc
-    if not isinstance(message, EmailMessage) or not any(message.get(h) for h in HEADERS):
+    message = email.message_from_bytes(data, policy=email.policy.default)
+    if not isinstance(message, EmailMessage) or not any(_header(message, h) for h in HEADERS):
         raise ParseError("The file is named .eml but has no e-mail headers (From, To, Subject).")
     builder = TextBuilder()
-    subject = str(message.get("Subject", "") or "").strip()
+    subject = _header(message, "Subject")
     if subject:
         builder.heading(subject, 1)
-    header_lines = []
-    for name in HEADERS:
-        try:
-            value = message.get(name)
-        except Exception:  # a malformed header must not lose the message
-            value = None
-        if value:
-            header_lines.append(f"{name}: {' '.join(str(value).split())}")
-    builder.paragraph("\n".join(header_lines))
+    headers = {name: _header(message, name) for name in HEADERS}
+    builder.paragraph("\n".join(f"{name}: {value}" for name, value in headers.items() if value))
     body = message.get_body(preferencelist=("plain", "html"))
     if body is not None:
         content = _content(body)
