@@ -2,8 +2,12 @@
 
 Body paragraphs and tables are read in document order. A paragraph styled as a heading (or
 with an outline level) becomes a heading; a table becomes one line per row, `| a | b |`, with
-merged cells written once. Hard page breaks start a new page; a .docx has no other page
-numbers (pagination is the word processor's, at display time).
+merged cells written once.
+
+Page numbers: a .docx saved by Word records where each page began when Word last laid it out
+(`w:lastRenderedPageBreak`); when those are present they give the pages, as the author saw
+them. Otherwise (files written by other programs) hard page breaks (`w:br type=page`,
+`pageBreakBefore`) start pages.
 """
 
 from __future__ import annotations
@@ -57,34 +61,52 @@ def _heading_level(paragraph) -> int | None:
     return None
 
 
-def _paragraph_pieces(paragraph) -> tuple[bool, list[str]]:
-    """(page break before, the paragraph's text split at hard page breaks)."""
+RENDERED_BREAK = ".//w:lastRenderedPageBreak"
+HARD_BREAK = './/w:br[@w:type="page"]'
+
+
+def _paragraph_pieces(paragraph, *, rendered: bool) -> tuple[bool, list[str]]:
+    """(page break before, the paragraph's text split where pages begin).
+
+    `rendered`: pages begin at Word's rendered page breaks; else at hard page breaks."""
     from docx.oxml.ns import qn
 
     p = paragraph._p
     ppr = p.find(qn("w:pPr"))
-    before = ppr is not None and ppr.find(qn("w:pageBreakBefore")) is not None
-    breaks = p.xpath('.//w:br[@w:type="page"]')
-    if not breaks:
+    before = not rendered and ppr is not None and ppr.find(qn("w:pageBreakBefore")) is not None
+    if not p.xpath(RENDERED_BREAK if rendered else HARD_BREAK):
         return before, [paragraph.text]
     pieces = [""]
-    tags = {qn("w:t"): "t", qn("w:tab"): "tab", qn("w:br"): "br", qn("w:cr"): "cr"}
+    tags = {
+        qn("w:t"): "t",
+        qn("w:tab"): "tab",
+        qn("w:br"): "br",
+        qn("w:cr"): "cr",
+        qn("w:lastRenderedPageBreak"): "rendered",
+    }
     for element in p.iter(*tags):
         kind = tags[element.tag]
         if kind == "t":
             pieces[-1] += element.text or ""
         elif kind == "tab":
             pieces[-1] += "\t"
+        elif kind == "rendered":
+            if rendered:
+                pieces.append("")
         elif kind == "br" and element.get(qn("w:type")) == "page":
-            pieces.append("")
+            if not rendered:
+                pieces.append("")
         else:
             pieces[-1] += "\n"
     return before, pieces
 
 
-def _table_rows(table) -> list[list[str]]:
-    rows = []
+def _table_rows(table, *, rendered: bool) -> list[list[list[str]]]:
+    """The table's rows, as runs of rows split where a new page begins inside the table."""
+    runs: list[list[list[str]]] = [[]]
     for row in table.rows:
+        if runs[-1] and row._tr.xpath(RENDERED_BREAK if rendered else HARD_BREAK):
+            runs.append([])
         cells: list[str] = []
         seen = None
         for cell in row.cells:
@@ -92,8 +114,8 @@ def _table_rows(table) -> list[list[str]]:
                 continue
             seen = cell._tc
             cells.append(cell.text)
-        rows.append(cells)
-    return rows
+        runs[-1].append(cells)
+    return runs
 
 
 def parse_docx(data: bytes) -> ParsedDocument:
@@ -107,11 +129,15 @@ def parse_docx(data: bytes) -> ParsedDocument:
         raise ParseError(f"The Word document is damaged and cannot be read ({exc}).") from exc
     builder = TextBuilder()
     try:
+        rendered = bool(document.element.body.xpath(RENDERED_BREAK))
         for block in document.iter_inner_content():
             if isinstance(block, Table):
-                builder.table(_table_rows(block))
+                for index, rows in enumerate(_table_rows(block, rendered=rendered)):
+                    if index:
+                        builder.page_break()
+                    builder.table(rows)
                 continue
-            before, pieces = _paragraph_pieces(block)
+            before, pieces = _paragraph_pieces(block, rendered=rendered)
             if before:
                 builder.page_break()
             level = _heading_level(block)

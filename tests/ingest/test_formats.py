@@ -438,3 +438,38 @@ def test_email_attachment_names_cannot_escape_and_attached_messages_are_ingested
     forwarded = children["Original contract thread.eml"]
     assert "twenty-four months" in forwarded.text and "From: legal@example.org" in forwarded.text
     assert _top_hit(collection, "How long is the warranty period?").document_id == forwarded.id
+
+
+def test_docx_saved_by_word_takes_pages_from_its_rendered_page_breaks():
+    """Word records where each page began (w:lastRenderedPageBreak); those give the pages the
+    author saw, including a page that begins inside a table."""
+    import docx
+    from docx.oxml import OxmlElement
+
+    from ingest.parsers import parse
+
+    def rendered_break(run) -> None:
+        run._r.insert(0, OxmlElement("w:lastRenderedPageBreak"))
+
+    document = docx.Document()
+    document.add_paragraph("Page one: the parties.")
+    second = document.add_paragraph()
+    rendered_break(second.add_run("Page two: the fees."))
+    table = document.add_table(rows=3, cols=2)
+    for row, (a, b) in zip(
+        table.rows, [("Item", "Fee"), ("Audit", "900"), ("Review", "400")], strict=True
+    ):
+        row.cells[0].text, row.cells[1].text = a, b
+    rendered_break(table.rows[2].cells[0].paragraphs[0].runs[0])  # page three starts mid-table
+    tail = document.add_paragraph("Still page three, after a rendered layout.")
+    tail.runs[0].add_break(docx.enum.text.WD_BREAK.LINE)
+    buffer = io.BytesIO()
+    document.save(buffer)
+    parsed = parse(buffer.getvalue(), "word.docx")
+    assert parsed.page_count == 3
+    at = parsed.page_at
+    assert at(parsed.text.index("Page one")) == 1
+    assert at(parsed.text.index("Page two")) == 2
+    assert at(parsed.text.index("| Audit | 900 |")) == 2
+    assert at(parsed.text.index("| Review | 400 |")) == 3
+    assert at(parsed.text.index("Still page three")) == 3
