@@ -217,6 +217,8 @@ def test_scanned_pages_are_ocrd_and_text_pages_are_not(client, plain_user):
     client.force_login(plain_user)
     view = client.get(reverse("portal:document", args=[document.id])).content.decode()
     assert "2 page(s) read by OCR" in view and "page 3: OCR, mean confidence" in view
+    page = client.get(reverse("portal:collection", args=[collection.slug])).content.decode()
+    assert "(2 by OCR)" in page
 
 
 def test_ocr_callback_runs_only_when_a_page_needs_ocr():
