@@ -43,16 +43,25 @@ def _page_size(page) -> tuple[float, float]:
 def _ocr_pages(
     data: bytes, reader: PdfReader, numbers: list[int], texts: list[str]
 ) -> dict[int, float | None]:
-    """OCR the given 0-based pages in place in `texts`; returns page index -> confidence."""
+    """OCR the given 0-based pages in place in `texts`; returns page index -> confidence.
+
+    A page that cannot be rendered or read is left as it was (logged), so one bad page does not
+    lose the rest; if every page fails, the first reason is raised."""
     done: dict[int, float | None] = {}
+    errors: list[ParseError] = []
     handle, path = tempfile.mkstemp(suffix=".pdf")
     try:
         with os.fdopen(handle, "wb") as file:
             file.write(data)
         for index in numbers:
             width, height = _page_size(reader.pages[index])
-            image = ocr.render_pdf_page(path, index + 1, width_pt=width, height_pt=height)
-            result = ocr.ocr_image(image)
+            try:
+                image = ocr.render_pdf_page(path, index + 1, width_pt=width, height_pt=height)
+                result = ocr.ocr_image(image)
+            except ParseError as exc:
+                logger.warning("OCR of page %d failed: %s", index + 1, exc)
+                errors.append(exc)
+                continue
             layer = sum(1 for c in texts[index] if c.isalnum())
             if sum(1 for c in result.text if c.isalnum()) > layer:
                 texts[index] = result.text
@@ -60,6 +69,8 @@ def _ocr_pages(
             # else OCR found less than the text layer had: keep the layer
     finally:
         os.unlink(path)
+    if errors and len(errors) == len(numbers):
+        raise errors[0]
     return done
 
 

@@ -475,3 +475,12 @@ def test_docx_saved_by_word_takes_pages_from_its_rendered_page_breaks():
     assert at(parsed.text.index("| Audit | 900 |")) == 2
     assert at(parsed.text.index("| Review | 400 |")) == 3
     assert at(parsed.text.index("Still page three")) == 3
+
+
+def test_ocr_that_fails_on_every_page_gives_its_reason(settings):
+    """A broken OCR set-up (here: a language with no data installed) is named, not hidden."""
+    require_ocr()
+    settings.OCR_LANGUAGES = "xyz"
+    document = ingest_bytes(make_collection(), "scan.pdf", formats.scanned_pdf([["Words."]]))
+    assert document.status == Document.Status.FAILED
+    assert "OCR failed: language data for 'xyz' is missing" in document.status_message
