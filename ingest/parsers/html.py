@@ -1,9 +1,10 @@
 """HTML with BeautifulSoup + lxml: the text a reader sees, headings, tables by row.
 
 Dropped: <head>, scripts, styles, templates, embedded objects, form controls, comments and
-anything hidden (`hidden`, `aria-hidden="true"`, inline `display:none` or
-`visibility:hidden`). Block elements become paragraphs, <h1>-<h6> headings, tables one line per
-row (`| a | b |`). The tree is walked with an explicit stack, so deep nesting cannot overflow.
+anything hidden (`hidden`, `aria-hidden="true"`, inline `display:none` or `visibility:hidden`,
+or a <style> rule saying so for a simple `.class` or `#id` selector). Block elements become
+paragraphs, <h1>-<h6> headings, tables one line per row (`| a | b |`). The tree is walked
+with an explicit stack, so deep nesting cannot overflow.
 """
 
 from __future__ import annotations
@@ -25,6 +26,11 @@ BLOCKS = {
     "section", "summary", "ul",
 }  # fmt: skip
 HIDDEN_STYLE = re.compile(r"(display\s*:\s*none|visibility\s*:\s*hidden)", re.IGNORECASE)
+# A stylesheet rule hiding simple selectors: `.preheader, #tracking { display: none }`.
+HIDDEN_RULE = re.compile(
+    r"([^{}]+)\{[^{}]*(?:display\s*:\s*none|visibility\s*:\s*hidden)[^{}]*\}", re.IGNORECASE
+)
+SIMPLE_SELECTOR = re.compile(r"^[a-z0-9]*[.#][\w-]+$", re.IGNORECASE)
 SPACE = re.compile(r"\s+")
 
 
@@ -69,6 +75,20 @@ def _table_rows(table) -> list[list[str]]:
     return rows
 
 
+def _mark_hidden_by_stylesheet(soup) -> None:
+    """Mark elements that a <style> rule hides with a simple class or id selector."""
+    for style in soup.find_all("style"):
+        for match in HIDDEN_RULE.finditer(style.get_text()):
+            for selector in match.group(1).split(","):
+                selector = selector.strip()
+                if SIMPLE_SELECTOR.match(selector):
+                    try:
+                        for tag in soup.select(selector):
+                            tag["hidden"] = ""
+                    except Exception:  # soupsieve refuses odd selectors; skip them
+                        continue
+
+
 def html_to_builder(markup: bytes | str, builder: TextBuilder | None = None) -> TextBuilder:
     from bs4 import BeautifulSoup, NavigableString, Tag
 
@@ -76,6 +96,7 @@ def html_to_builder(markup: bytes | str, builder: TextBuilder | None = None) -> 
         soup = BeautifulSoup(markup, "lxml")
     except Exception as exc:  # lxml refuses some hostile documents outright
         raise ParseError(f"The HTML cannot be read ({exc}).") from exc
+    _mark_hidden_by_stylesheet(soup)
     builder = builder or TextBuilder()
     inline: list[str] = []
 

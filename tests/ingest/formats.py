@@ -57,6 +57,7 @@ HTML_PAGE = b"""<!DOCTYPE html>
   <tr><td>Saturday</td><td>10:00</td><td>14:00</td></tr>
 </table>
 <script type="text/javascript">document.write("SECOND-SCRIPT")</script>
+<p class="secret">CLASS-HIDDEN-TEXT</p>
 <p>Escorts are required in the server room.</p>
 </body></html>
 """

@@ -84,6 +84,7 @@ def test_html_keeps_visible_text_headings_and_table_rows(settings):
     for hidden in [
         "SCRIPT-TEXT-MUST-NOT-APPEAR", "SECOND-SCRIPT", "HIDDEN-ATTRIBUTE-TEXT",
         "INLINE-HIDDEN-TEXT", "ARIA-HIDDEN-TEXT", "NOSCRIPT-TEXT", "COMMENT-TEXT", "color: red",
+        "CLASS-HIDDEN-TEXT",
     ]:  # fmt: skip
         assert hidden not in document.text
     assert "All visitors must sign in at reception and wear a badge." in document.text
