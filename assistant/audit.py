@@ -26,6 +26,7 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
+from . import audit_tree
 from .models import AuditEvent, ChainCheck
 
 GENESIS_HASH = "0" * 64
@@ -146,11 +147,14 @@ def audit_record(
     with transaction.atomic():
         with connection.cursor() as cursor:
             cursor.execute("SELECT pg_advisory_xact_lock(%s)", [_CHAIN_LOCK_KEY])
-        prev = (
-            AuditEvent.objects.order_by("-id").values_list("entry_hash", flat=True).first()
-            or GENESIS_HASH
+        last = (
+            AuditEvent.objects.order_by("-seq")
+            .values_list("seq", "payload_hash", "entry_hash")
+            .first()
         )
+        prev = last[2] if last else GENESIS_HASH
         event = AuditEvent(
+            seq=last[0] + 1 if last else 0,
             created_at=timezone.now(),
             event_type=event_type,
             actor=user,
@@ -167,6 +171,12 @@ def audit_record(
         event.payload_hash = payload_hash_of(event)
         event.entry_hash = entry_hash_of(prev, event.payload_hash)
         event.save()
+        # The Merkle tree grows in the same transaction: O(log n) nodes, one on average.
+        audit_tree.tree_append(
+            seq=event.seq,
+            payload_hash=event.payload_hash,
+            prev_payload_hash=last[1] if last else None,
+        )
     return event
 
 
