@@ -19,14 +19,14 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
-from . import audit_tree
+from . import audit_tree, merkle
 from .models import AuditEvent, ChainCheck
 
 GENESIS_HASH = "0" * 64
@@ -180,6 +180,14 @@ def audit_record(
     return event
 
 
+class LeafSink(Protocol):
+    """Receives each verified entry's payload hash in chain order (the tree check)."""
+
+    def add(self, event_id: int, payload_hash: str) -> str:
+        """'' to go on, else the reason verification stops."""
+        ...
+
+
 @dataclass(frozen=True)
 class ChainReport:
     entries: int
@@ -206,17 +214,26 @@ class ChainReport:
 
 _VERIFY_COLUMNS = (
     "id, event_type, created_at, actor_id, actor_username, ip_address, user_agent, "
-    "collection_id, flagged, summary, payload::text, payload_hash, prev_hash, entry_hash, redacted"
+    "collection_id, flagged, summary, payload::text, payload_hash, prev_hash, entry_hash, "
+    "redacted, seq"
 )
 
 
-def audit_verify(*, batch_size: int = 10_000, record: bool = False) -> ChainReport:
+def audit_verify(
+    *, batch_size: int = 10_000, record: bool = False, sink: LeafSink | None = None
+) -> ChainReport:
     """Recompute every hash in id order; name the first entry that does not match.
 
-    Reads with a server-side cursor and parses payloads itself (no ORM objects), so it
-    verifies large trails quickly. With `record`, the result becomes the workspace badge.
+    Also recomputes the Merkle tree from the entries and checks that the stored tree (which
+    receipts are cut from) has the same root. `sink` gets every entry's payload hash, in order,
+    for the checkpoint checks. Reads with a server-side cursor and parses payloads itself (no
+    ORM objects), so it verifies large trails quickly. With `record`, the result becomes the
+    workspace badge.
     """
     started = time.monotonic()
+    frontier = merkle.Frontier()
+    leaf = merkle.leaf_hash
+    fromhex = bytes.fromhex
     prev = GENESIS_HASH
     count = redacted = 0
     broken: tuple[int, str] | None = None
@@ -229,9 +246,12 @@ def audit_verify(*, batch_size: int = 10_000, record: bool = False) -> ChainRepo
             (
                 event_id, event_type, created_at, actor_id, actor_username, ip_address,
                 user_agent, collection_id, flagged, summary, payload_text, payload_hash,
-                prev_hash, entry_hash, is_redacted,
+                prev_hash, entry_hash, is_redacted, seq,
             ) = row  # fmt: skip
             count += 1
+            if seq != count - 1:
+                broken = (event_id, f"leaf index {seq} should be {count - 1}")
+                break
             if prev_hash != prev:
                 broken = (event_id, "prev_hash does not match the entry before it")
                 break
@@ -253,10 +273,23 @@ def audit_verify(*, batch_size: int = 10_000, record: bool = False) -> ChainRepo
                 if sha256(document).hexdigest() != payload_hash:
                     broken = (event_id, "the entry's content does not match its hash")
                     break
-            if sha256(bytes.fromhex(prev) + bytes.fromhex(payload_hash)).hexdigest() != entry_hash:
+            if sha256(fromhex(prev) + fromhex(payload_hash)).hexdigest() != entry_hash:
                 broken = (event_id, "entry hash does not match")
                 break
             prev = entry_hash
+            frontier.append(leaf(fromhex(payload_hash)))
+            if sink is not None and (problem := sink.add(event_id, payload_hash)):
+                broken = (event_id, problem)
+                break
+    if broken is None and count:
+        try:
+            stored = audit_tree.tree_root(count)
+        except audit_tree.TreeIncomplete as exc:
+            stored = None
+            broken = (0, f"the stored Merkle tree is incomplete ({exc})")
+        if stored is not None and stored != frontier.root():
+            # Proofs cut from this tree would not verify; the entries themselves are fine.
+            broken = (0, "the stored Merkle tree does not match the entries")
     report = ChainReport(
         entries=count,
         redacted=redacted,
@@ -271,7 +304,7 @@ def audit_verify(*, batch_size: int = 10_000, record: bool = False) -> ChainRepo
             redacted=report.redacted,
             ok=report.ok,
             first_broken_id=report.first_broken_id,
-            reason=report.reason,
+            reason=report.reason[:200],
             seconds=report.seconds,
         )
     return report

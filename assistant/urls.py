@@ -15,6 +15,8 @@ portal = (
         path("documents/<int:pk>/download/", views.document_download, name="download"),
         path("answers/<int:pk>/", views.answer_detail, name="answer"),
         path("answers/<int:pk>/feedback/", views.answer_feedback, name="feedback"),
+        path("answers/<int:pk>/receipt.json", views.answer_receipt, name="receipt"),
+        path("answers/<int:pk>/record.json", views.answer_record, name="record"),
     ],
     "portal",
 )
