@@ -225,55 +225,80 @@ def _now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
+def checkpoint_sign(
+    key: Ed25519PrivateKey,
+    *,
+    tree_size: int,
+    root_hash: str,
+    leaves_from: int | None = None,
+    leaf_payload_hashes: list[str] | None = None,
+) -> Checkpoint:
+    """Sign (size, root, now, key id); the listed payload hashes travel unsigned beside it."""
+    key_id = key_id_of(key.public_key())
+    timestamp = _now_iso()
+    message = checkpoint_message(
+        tree_size=tree_size, root_hash=root_hash, timestamp=timestamp, key_id=key_id
+    )
+    return Checkpoint(
+        tree_size=tree_size,
+        root_hash=root_hash,
+        timestamp=timestamp,
+        key_id=key_id,
+        signature=base64.b64encode(key.sign(message)).decode(),
+        leaves_from=leaves_from,
+        leaf_payload_hashes=leaf_payload_hashes,
+    )
+
+
+def checkpoint_store(checkpoint: Checkpoint, *, directory: Path | None = None) -> Path:
+    """Write the checkpoint's file (atomically: a reader never sees half a file) and index it."""
+    directory = Path(directory or settings.AUDIT_CHECKPOINT_DIR)
+    directory.mkdir(parents=True, exist_ok=True)
+    stamp = checkpoint.timestamp.replace("-", "").replace(":", "").replace(".", "")
+    name = f"checkpoint-{checkpoint.tree_size:012d}-{stamp}.json"
+    tmp = directory / f".{name}.tmp"
+    tmp.write_text(json.dumps(checkpoint.as_file(), indent=1) + "\n")
+    os.replace(tmp, directory / name)
+    checkpoint.file_name = name
+    AuditCheckpoint.objects.create(
+        tree_size=checkpoint.tree_size,
+        root_hash=checkpoint.root_hash,
+        timestamp=checkpoint.timestamp,
+        key_id=checkpoint.key_id,
+        signature=checkpoint.signature,
+        file_name=name,
+    )
+    return directory / name
+
+
 def checkpoint_write(*, force: bool = False) -> Checkpoint | None:
     """Sign the current tree and write it to AUDIT_CHECKPOINT_DIR (and the index table).
 
     Returns None, writing nothing, when the tree has not grown since the last checkpoint and
     `force` is off. Raises SigningKeyMissing without a key."""
     key = load_signing_key()
-    key_id = key_id_of(key.public_key())
     size = audit_tree.tree_size()
     last = AuditCheckpoint.objects.order_by("-tree_size", "-id").first()
     if not force and (size == 0 or (last is not None and last.tree_size >= size)):
         return None
-    root_hash = audit_tree.tree_root(size).hex()
-    timestamp = _now_iso()
-    message = checkpoint_message(
-        tree_size=size, root_hash=root_hash, timestamp=timestamp, key_id=key_id
-    )
-    checkpoint = Checkpoint(
-        tree_size=size,
-        root_hash=root_hash,
-        timestamp=timestamp,
-        key_id=key_id,
-        signature=base64.b64encode(key.sign(message)).decode(),
-    )
     start = last.tree_size if last is not None and last.tree_size <= size else 0
+    listed = None
     if size - start <= MAX_LISTED_LEAVES:
         from .models import AuditEvent
 
-        checkpoint.leaves_from = start
-        checkpoint.leaf_payload_hashes = list(
+        listed = list(
             AuditEvent.objects.filter(seq__gte=start, seq__lt=size)
             .order_by("seq")
             .values_list("payload_hash", flat=True)
         )
-    directory = Path(settings.AUDIT_CHECKPOINT_DIR)
-    directory.mkdir(parents=True, exist_ok=True)
-    stamp = timestamp.replace("-", "").replace(":", "").replace(".", "")
-    name = f"checkpoint-{size:012d}-{stamp}.json"
-    tmp = directory / f".{name}.tmp"
-    tmp.write_text(json.dumps(checkpoint.as_file(), indent=1) + "\n")
-    os.replace(tmp, directory / name)
-    checkpoint.file_name = name
-    AuditCheckpoint.objects.create(
+    checkpoint = checkpoint_sign(
+        key,
         tree_size=size,
-        root_hash=root_hash,
-        timestamp=timestamp,
-        key_id=key_id,
-        signature=checkpoint.signature,
-        file_name=name,
+        root_hash=audit_tree.tree_root(size).hex(),
+        leaves_from=start if listed is not None else None,
+        leaf_payload_hashes=listed,
     )
+    checkpoint_store(checkpoint)
     if settings.AUDIT_WITNESS_URL:
         _send_to_witness(checkpoint)
     return checkpoint
