@@ -180,11 +180,15 @@ def audit_record(
     return event
 
 
-class LeafSink(Protocol):
-    """Receives each verified entry's payload hash in chain order (the tree check)."""
+class TreeSink(Protocol):
+    """Checks the tree rebuilt from the entries at chosen sizes (the signed checkpoints)."""
 
-    def add(self, event_id: int, payload_hash: str) -> str:
-        """'' to go on, else the reason verification stops."""
+    next_size: int  # the next tree size to check; -1 when there is none
+    keep_window: bool  # keep (id, payload_hash) of the entries since the last check
+
+    def at_size(self, frontier: merkle.Frontier, window: list[tuple[int, str]]) -> str:
+        """Called when the tree reaches `next_size`: '' to go on, else why verification stops.
+        Must advance `next_size`."""
         ...
 
 
@@ -220,18 +224,19 @@ _VERIFY_COLUMNS = (
 
 
 def audit_verify(
-    *, batch_size: int = 10_000, record: bool = False, sink: LeafSink | None = None
+    *, batch_size: int = 10_000, record: bool = False, sink: TreeSink | None = None
 ) -> ChainReport:
     """Recompute every hash in id order; name the first entry that does not match.
 
     Also recomputes the Merkle tree from the entries and checks that the stored tree (which
-    receipts are cut from) has the same root. `sink` gets every entry's payload hash, in order,
-    for the checkpoint checks. Reads with a server-side cursor and parses payloads itself (no
-    ORM objects), so it verifies large trails quickly. With `record`, the result becomes the
-    workspace badge.
+    receipts are cut from) has the same root. `sink` checks that tree at the signed
+    checkpoints' sizes as the stream passes them. Reads with a server-side cursor and parses
+    payloads itself (no ORM objects), so it verifies large trails quickly. With `record`, the
+    result becomes the workspace badge.
     """
     started = time.monotonic()
     frontier = merkle.Frontier()
+    window: list[tuple[int, str]] = []
     leaf = merkle.leaf_hash
     fromhex = bytes.fromhex
     prev = GENESIS_HASH
@@ -278,9 +283,15 @@ def audit_verify(
                 break
             prev = entry_hash
             frontier.append(leaf(fromhex(payload_hash)))
-            if sink is not None and (problem := sink.add(event_id, payload_hash)):
-                broken = (event_id, problem)
-                break
+            if sink is not None:
+                if sink.keep_window:
+                    window.append((event_id, payload_hash))
+                if count == sink.next_size:
+                    problem = sink.at_size(frontier, window)
+                    window.clear()
+                    if problem:
+                        broken = (event_id, problem)
+                        break
     if broken is None and count:
         try:
             stored = audit_tree.tree_root(count)

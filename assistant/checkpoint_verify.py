@@ -23,78 +23,74 @@ from .checkpoints import Checkpoint, checkpoints_read
 
 class CheckpointSink:
     """Compares the tree rebuilt from the entries with each signed root as the stream passes
-    that size, and each entry with the payload hash a checkpoint listed for it."""
+    that size. On a mismatch, the entries since the last matching checkpoint are compared
+    with the payload hashes the failing checkpoint lists, to name the entry that changed."""
 
     def __init__(self, checkpoints: list[Checkpoint]) -> None:
-        self.frontier = merkle.Frontier()
         self.pending = sorted(checkpoints, key=lambda c: c.tree_size)
         self.next = 0
-        self.listed = sorted(
-            (c for c in checkpoints if c.leaf_payload_hashes is not None),
-            key=lambda c: c.leaves_from or 0,
-        )
-        self.listed_i = 0
-        self.suspect: dict[str, Any] | None = None
         self.matched = 0
         self.good_size = 0
         self.first_bad: dict[str, Any] | None = None
-        self._check_size(0)
+        self.next_size = -1
+        self.keep_window = False
+        empty = merkle.Frontier()
+        while self.next < len(self.pending) and self.pending[self.next].tree_size == 0:
+            self._compare(empty, [])
+        self._advance()
 
-    def add(self, event_id: int, payload_hash: str) -> str:
-        seq = self.frontier.size
-        listed = self.listed
-        while self.listed_i < len(listed) and seq >= (listed[self.listed_i].leaves_from or 0) + len(
-            listed[self.listed_i].leaf_payload_hashes or []
-        ):
-            self.listed_i += 1
-        if self.suspect is None and self.listed_i < len(listed):
-            c = listed[self.listed_i]
-            start = c.leaves_from or 0
-            if start <= seq and (c.leaf_payload_hashes or [])[seq - start] != payload_hash:
-                self.suspect = {"id": event_id, "seq": seq, "checkpoint": c.file_name}
-        self.frontier.append(merkle.leaf_hash(bytes.fromhex(payload_hash)))
-        return self._check_size(seq + 1)
-
-    def _check_size(self, size: int) -> str:
-        while self.next < len(self.pending) and self.pending[self.next].tree_size == size:
+    def _advance(self) -> None:
+        if self.first_bad is None and self.next < len(self.pending):
             c = self.pending[self.next]
-            self.next += 1
-            if self.frontier.root().hex() == c.root_hash:
-                self.matched += 1
-                self.good_size = size
-                if self.suspect is not None:
-                    bad = self.suspect
+            self.next_size = c.tree_size
+            # Keep the entries in between only when the checkpoint can name one of them.
+            self.keep_window = c.leaf_payload_hashes is not None
+        else:
+            self.next_size = -1
+            self.keep_window = False
+
+    def at_size(self, frontier: merkle.Frontier, window: list[tuple[int, str]]) -> str:
+        while (
+            self.first_bad is None
+            and self.next < len(self.pending)
+            and self.pending[self.next].tree_size == frontier.size
+        ):
+            self._compare(frontier, window)
+        self._advance()
+        return self.first_bad["reason"] if self.first_bad else ""
+
+    def _compare(self, frontier: merkle.Frontier, window: list[tuple[int, str]]) -> None:
+        c = self.pending[self.next]
+        self.next += 1
+        size = frontier.size
+        if frontier.root().hex() == c.root_hash:
+            self.matched += 1
+            self.good_size = size
+            return
+        listed = c.leaf_payload_hashes
+        if listed is not None and c.leaves_from is not None:
+            first_seq = size - len(window)
+            for offset, (event_id, payload_hash) in enumerate(window):
+                seq = first_seq + offset
+                position = seq - c.leaves_from
+                if 0 <= position < len(listed) and listed[position] != payload_hash:
                     self._fail(
-                        kind="checkpoint",
-                        checkpoint=bad["checkpoint"],
-                        reason=f"checkpoint {bad['checkpoint']} lists a payload hash for leaf "
-                        f"{bad['seq']} that its signed root contradicts",
+                        kind="entry",
+                        id=event_id,
+                        seq=seq,
+                        checkpoint=c.file_name,
+                        reason=f"entry {event_id} (leaf {seq}) is not the entry that was "
+                        f"signed: its payload hash differs from the one {c.file_name} lists, "
+                        f"and the tree of {size} entries no longer has the root signed there",
                     )
-                    return self.first_bad["reason"]  # type: ignore[index]
-                continue
-            if self.suspect is not None:
-                bad = self.suspect
-                self._fail(
-                    kind="entry",
-                    id=bad["id"],
-                    seq=bad["seq"],
-                    checkpoint=c.file_name,
-                    reason=f"entry {bad['id']} (leaf {bad['seq']}) is not the entry that was "
-                    f"signed: its payload hash differs from the one {bad['checkpoint']} lists, "
-                    f"and the tree of {size} entries no longer has the root signed in "
-                    f"{c.file_name}",
-                )
-            else:
-                self._fail(
-                    kind="checkpoint",
-                    checkpoint=c.file_name,
-                    seq=self.good_size,
-                    reason=f"an entry between leaf {self.good_size} and leaf {size - 1} was "
-                    f"altered: the tree of {size} entries no longer has the root signed in "
-                    f"{c.file_name}",
-                )
-            return self.first_bad["reason"]  # type: ignore[index]
-        return ""
+                    return
+        self._fail(
+            kind="checkpoint",
+            checkpoint=c.file_name,
+            seq=self.good_size,
+            reason=f"an entry between leaf {self.good_size} and leaf {size - 1} was altered: "
+            f"the tree of {size} entries no longer has the root signed in {c.file_name}",
+        )
 
     def finish(self, entries: int) -> None:
         if self.first_bad is not None or self.next >= len(self.pending):
