@@ -214,19 +214,6 @@ def test_upload_a_real_contract_and_ask_in_the_browser(product, cuad_pdf, tmp_pa
             browser.close()
 
 
-def test_ctrl_c_stops_every_process(product):
-    assert_stops_cleanly(product, signal.SIGINT)
-
-
-def test_sigterm_stops_every_process(tmp_path):
-    product = start_product(tmp_path / "var", LLM_BACKEND="extractive")
-    try:
-        assert "LLM server" not in product.text()  # extractive: no model server to start
-        assert_stops_cleanly(product, signal.SIGTERM)
-    finally:
-        _terminate(product.proc)
-
-
 def test_first_start_creates_an_audit_key_and_signed_checkpoints_appear(product):
     """Issue 9: `make run` signs the audit trail out of the box (worker with beat)."""
     key = product.data_dir / "keys" / "audit_ed25519"
@@ -244,3 +231,16 @@ def test_first_start_creates_an_audit_key_and_signed_checkpoints_appear(product)
     )  # fmt: skip
     assert result.returncode == 0, result.stdout + result.stderr
     assert '"ok": true' in result.stdout
+
+
+def test_ctrl_c_stops_every_process(product):
+    assert_stops_cleanly(product, signal.SIGINT)
+
+
+def test_sigterm_stops_every_process(tmp_path):
+    product = start_product(tmp_path / "var", LLM_BACKEND="extractive")
+    try:
+        assert "LLM server" not in product.text()  # extractive: no model server to start
+        assert_stops_cleanly(product, signal.SIGTERM)
+    finally:
+        _terminate(product.proc)
