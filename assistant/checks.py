@@ -28,7 +28,9 @@ def audit_signing_check(app_configs, **kwargs) -> list[Warning]:  # noqa: ARG001
             )
         )
     directory = Path(settings.AUDIT_CHECKPOINT_DIR)
-    probe = directory if directory.exists() else directory.parent
+    probe = directory
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent  # the folder is created on first write
     if not os.access(probe, os.W_OK):
         problems.append(
             Warning(

@@ -61,7 +61,14 @@ def receipt_for_event(event: AuditEvent) -> dict[str, Any]:
             f"{settings.AUDIT_CHECKPOINT_SECONDS} s) will cover this entry.",
             pending=True,
         )
-    proof = audit_tree.tree_inclusion_proof(event.seq, checkpoint.tree_size)
+    try:
+        proof = audit_tree.tree_inclusion_proof(event.seq, checkpoint.tree_size)
+    except audit_tree.TreeIncomplete as exc:
+        raise ReceiptUnavailable(
+            "No receipt: the audit tree in the database is smaller than its signed checkpoint "
+            "(entries are missing). Ask the compliance office to run `audit verify "
+            "--checkpoints`."
+        ) from exc
     leaf = merkle.leaf_hash(bytes.fromhex(event.payload_hash))
     if not merkle.verify_inclusion(
         leaf, event.seq, checkpoint.tree_size, proof, bytes.fromhex(checkpoint.root_hash)

@@ -25,6 +25,7 @@ compliance = (
     [
         path("", compliance_views.event_list, name="list"),
         path("events/<int:pk>/", compliance_views.event_detail, name="detail"),
+        path("events/<int:pk>/receipt.json", compliance_views.event_receipt, name="receipt"),
         path("dashboard/", compliance_views.dashboard, name="dashboard"),
         path("export.<str:fmt>", compliance_views.export, name="export"),
         path("verify/", compliance_views.verify, name="verify"),

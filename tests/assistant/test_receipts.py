@@ -406,3 +406,32 @@ def test_the_answer_page_offers_the_receipt_to_whoever_may_see_the_answer(
     client.force_login(stranger)
     assert client.get(receipt_url).status_code == 404
     assert client.get(reverse("portal:record", args=[question_id])).status_code == 404
+
+
+def test_reviewers_can_download_any_entrys_receipt_and_others_cannot(
+    signing, client, officer, plain_user
+):
+    from django.urls import reverse
+
+    event = _entries(3)[0]
+    url = reverse("compliance:receipt", args=[event.id])
+    client.force_login(officer)
+    assert client.get(url).status_code == 202
+    checkpoints.checkpoint_write()
+    assert (
+        "receipt (JSON)"
+        in client.get(reverse("compliance:detail", args=[event.id])).content.decode()
+    )
+    receipt = client.get(url).json()
+    assert receipt["leaf_index"] == event.seq
+    assert receipt["checkpoint"]["tree_size"] == AuditEvent.objects.count()
+    client.force_login(plain_user)
+    assert client.get(url).status_code == 404
+
+
+def test_a_receipt_is_refused_when_the_tree_lost_entries_after_its_checkpoint(signing):
+    events = _entries(6)
+    checkpoints.checkpoint_write()
+    _delete_from_seq(4)
+    with pytest.raises(receipts.ReceiptUnavailable, match="smaller than its signed checkpoint"):
+        receipts.receipt_for_event(events[1])
