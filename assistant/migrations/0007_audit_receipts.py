@@ -17,7 +17,7 @@ ALTER TABLE assistant_auditevent ENABLE TRIGGER attest_audit_append_only;
 """
 
 # The redaction exception must also keep the leaf index.
-APPEND_ONLY = """
+ENTRY_FUNCTION = """
 CREATE OR REPLACE FUNCTION attest_audit_append_only() RETURNS trigger AS $$
 BEGIN
     IF TG_OP = 'UPDATE'
@@ -40,7 +40,9 @@ BEGIN
         USING ERRCODE = 'insufficient_privilege';
 END;
 $$ LANGUAGE plpgsql;
+"""
 
+TREE_TRIGGER = """
 CREATE OR REPLACE FUNCTION attest_audit_tree_append_only() RETURNS trigger AS $$
 BEGIN
     RAISE EXCEPTION 'the audit tree is append-only: % of node %/% rejected',
@@ -57,6 +59,9 @@ DROP = """
 DROP TRIGGER IF EXISTS attest_audit_tree_append_only ON assistant_audittreenode;
 DROP FUNCTION IF EXISTS attest_audit_tree_append_only();
 """
+APPEND_ONLY = ENTRY_FUNCTION + TREE_TRIGGER
+# Going back: the entry trigger of 0003 again (it must not name the removed seq column).
+UNDO = DROP + ENTRY_FUNCTION.replace("       AND NEW.seq = OLD.seq\n", "")
 
 
 def build_tree(apps, schema_editor):
@@ -140,6 +145,6 @@ class Migration(migrations.Migration):
                 to="assistant.auditevent",
             ),
         ),
-        migrations.RunSQL(APPEND_ONLY, DROP),
+        migrations.RunSQL(APPEND_ONLY, UNDO),
         migrations.RunPython(build_tree, migrations.RunPython.noop),
     ]
