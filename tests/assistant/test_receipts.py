@@ -435,3 +435,39 @@ def test_a_receipt_is_refused_when_the_tree_lost_entries_after_its_checkpoint(si
     _delete_from_seq(4)
     with pytest.raises(receipts.ReceiptUnavailable, match="smaller than its signed checkpoint"):
         receipts.receipt_for_event(events[1])
+
+
+def test_checkpoints_are_posted_to_the_witness_and_a_dead_witness_loses_nothing(
+    signing, settings, caplog
+):
+    import threading
+    from http.server import BaseHTTPRequestHandler, HTTPServer
+
+    received: list[dict] = []
+
+    class Witness(BaseHTTPRequestHandler):
+        def do_POST(self):  # noqa: N802
+            received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Witness)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    settings.AUDIT_WITNESS_URL = f"http://127.0.0.1:{server.server_port}/checkpoints"
+    try:
+        _entries(2)
+        written = checkpoints.checkpoint_write()
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert received == [written.signed_part()]
+    assert not written.signature_problem(checkpoints.load_public_key(signing.public_path))
+
+    _entries(1, start=2)
+    again = checkpoints.checkpoint_write()  # the witness is gone now
+    assert again is not None and again.tree_size == 3
+    assert (Path(settings.AUDIT_CHECKPOINT_DIR) / again.file_name).exists()
+    assert "not sent to the witness" in caplog.text
