@@ -19,13 +19,14 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
+from . import audit_tree, merkle
 from .models import AuditEvent, ChainCheck
 
 GENESIS_HASH = "0" * 64
@@ -146,11 +147,14 @@ def audit_record(
     with transaction.atomic():
         with connection.cursor() as cursor:
             cursor.execute("SELECT pg_advisory_xact_lock(%s)", [_CHAIN_LOCK_KEY])
-        prev = (
-            AuditEvent.objects.order_by("-id").values_list("entry_hash", flat=True).first()
-            or GENESIS_HASH
+        last = (
+            AuditEvent.objects.order_by("-seq")
+            .values_list("seq", "payload_hash", "entry_hash")
+            .first()
         )
+        prev = last[2] if last else GENESIS_HASH
         event = AuditEvent(
+            seq=last[0] + 1 if last else 0,
             created_at=timezone.now(),
             event_type=event_type,
             actor=user,
@@ -167,7 +171,25 @@ def audit_record(
         event.payload_hash = payload_hash_of(event)
         event.entry_hash = entry_hash_of(prev, event.payload_hash)
         event.save()
+        # The Merkle tree grows in the same transaction: O(log n) nodes, one on average.
+        audit_tree.tree_append(
+            seq=event.seq,
+            payload_hash=event.payload_hash,
+            prev_payload_hash=last[1] if last else None,
+        )
     return event
+
+
+class TreeSink(Protocol):
+    """Checks the tree rebuilt from the entries at chosen sizes (the signed checkpoints)."""
+
+    next_size: int  # the next tree size to check; -1 when there is none
+    keep_window: bool  # keep (id, payload_hash) of the entries since the last check
+
+    def at_size(self, frontier: merkle.Frontier, window: list[tuple[int, str]]) -> str:
+        """Called when the tree reaches `next_size`: '' to go on, else why verification stops.
+        Must advance `next_size`."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -196,17 +218,27 @@ class ChainReport:
 
 _VERIFY_COLUMNS = (
     "id, event_type, created_at, actor_id, actor_username, ip_address, user_agent, "
-    "collection_id, flagged, summary, payload::text, payload_hash, prev_hash, entry_hash, redacted"
+    "collection_id, flagged, summary, payload::text, payload_hash, prev_hash, entry_hash, "
+    "redacted, seq"
 )
 
 
-def audit_verify(*, batch_size: int = 10_000, record: bool = False) -> ChainReport:
+def audit_verify(
+    *, batch_size: int = 10_000, record: bool = False, sink: TreeSink | None = None
+) -> ChainReport:
     """Recompute every hash in id order; name the first entry that does not match.
 
-    Reads with a server-side cursor and parses payloads itself (no ORM objects), so it
-    verifies large trails quickly. With `record`, the result becomes the workspace badge.
+    Also recomputes the Merkle tree from the entries and checks that the stored tree (which
+    receipts are cut from) has the same root. `sink` checks that tree at the signed
+    checkpoints' sizes as the stream passes them. Reads with a server-side cursor and parses
+    payloads itself (no ORM objects), so it verifies large trails quickly. With `record`, the
+    result becomes the workspace badge.
     """
     started = time.monotonic()
+    frontier = merkle.Frontier()
+    window: list[tuple[int, str]] = []
+    leaf = merkle.leaf_hash
+    fromhex = bytes.fromhex
     prev = GENESIS_HASH
     count = redacted = 0
     broken: tuple[int, str] | None = None
@@ -219,9 +251,12 @@ def audit_verify(*, batch_size: int = 10_000, record: bool = False) -> ChainRepo
             (
                 event_id, event_type, created_at, actor_id, actor_username, ip_address,
                 user_agent, collection_id, flagged, summary, payload_text, payload_hash,
-                prev_hash, entry_hash, is_redacted,
+                prev_hash, entry_hash, is_redacted, seq,
             ) = row  # fmt: skip
             count += 1
+            if seq != count - 1:
+                broken = (event_id, f"leaf index {seq} should be {count - 1}")
+                break
             if prev_hash != prev:
                 broken = (event_id, "prev_hash does not match the entry before it")
                 break
@@ -243,10 +278,29 @@ def audit_verify(*, batch_size: int = 10_000, record: bool = False) -> ChainRepo
                 if sha256(document).hexdigest() != payload_hash:
                     broken = (event_id, "the entry's content does not match its hash")
                     break
-            if sha256(bytes.fromhex(prev) + bytes.fromhex(payload_hash)).hexdigest() != entry_hash:
+            if sha256(fromhex(prev) + fromhex(payload_hash)).hexdigest() != entry_hash:
                 broken = (event_id, "entry hash does not match")
                 break
             prev = entry_hash
+            frontier.append(leaf(fromhex(payload_hash)))
+            if sink is not None:
+                if sink.keep_window:
+                    window.append((event_id, payload_hash))
+                if count == sink.next_size:
+                    problem = sink.at_size(frontier, window)
+                    window.clear()
+                    if problem:
+                        broken = (event_id, problem)
+                        break
+    if broken is None and count:
+        try:
+            stored = audit_tree.tree_root(count)
+        except audit_tree.TreeIncomplete as exc:
+            stored = None
+            broken = (0, f"the stored Merkle tree is incomplete ({exc})")
+        if stored is not None and stored != frontier.root():
+            # Proofs cut from this tree would not verify; the entries themselves are fine.
+            broken = (0, "the stored Merkle tree does not match the entries")
     report = ChainReport(
         entries=count,
         redacted=redacted,
@@ -261,7 +315,7 @@ def audit_verify(*, batch_size: int = 10_000, record: bool = False) -> ChainRepo
             redacted=report.redacted,
             ok=report.ok,
             first_broken_id=report.first_broken_id,
-            reason=report.reason,
+            reason=report.reason[:200],
             seconds=report.seconds,
         )
     return report

@@ -8,7 +8,13 @@ from functools import wraps
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.http import Http404, HttpRequest, HttpResponse, StreamingHttpResponse
+from django.http import (
+    Http404,
+    HttpRequest,
+    HttpResponse,
+    JsonResponse,
+    StreamingHttpResponse,
+)
 from django.shortcuts import redirect, render
 from django.utils.http import urlencode
 from django.views.decorators.http import require_GET, require_POST
@@ -85,6 +91,28 @@ def event_detail(request: HttpRequest, pk: int) -> HttpResponse:
             "badge": _badge(),
         },
     )
+
+
+@require_GET
+@reviewer_required
+def event_receipt(request: HttpRequest, pk: int) -> HttpResponse:
+    """Any entry's receipt for reviewers (202 while pending, 409 when there can be none)."""
+    from . import receipts
+
+    try:
+        event = AuditEvent.objects.get(pk=pk)
+    except AuditEvent.DoesNotExist as exc:
+        raise Http404("No such entry") from exc
+    try:
+        receipt = receipts.receipt_for_event(event)
+    except receipts.ReceiptUnavailable as exc:
+        status = "pending" if exc.pending else "unavailable"
+        return JsonResponse(
+            {"status": status, "reason": exc.reason}, status=202 if exc.pending else 409
+        )
+    response = JsonResponse(receipt, json_dumps_params={"indent": 1})
+    response["Content-Disposition"] = f'attachment; filename="attest-receipt-{event.id}.json"'
+    return response
 
 
 def compliance_answer_html(payload: dict) -> str:

@@ -2,7 +2,9 @@
 
 Starts, unless the matching variable points elsewhere: PostgreSQL 18 + pgvector
 (DATABASE_URL), Redis (REDIS_URL), the llama.cpp server (LLM_BASE_URL); then migrates, creates
-the first admin, and runs one Celery worker and the web server (gunicorn) on 127.0.0.1:PORT.
+the first admin and the audit signing key (DATA_DIR/keys), and runs one Celery worker (with
+beat, which writes signed audit checkpoints to DATA_DIR/checkpoints) and the web server
+(gunicorn) on 127.0.0.1:PORT.
 Every child runs in its own process group and is stopped in reverse order on exit.
 """
 
@@ -39,6 +41,24 @@ def _secret_key(data_dir: Path) -> str:
 
 def _say(message: str) -> None:
     print(f"[attest] {message}", flush=True)
+
+
+def _audit_signing(manage: list[str], env: dict[str, str], data_dir: Path) -> None:
+    """Create the audit signing key on first start (unless one is configured) and the
+    checkpoint folder, so the worker's beat writes signed checkpoints (issue 9)."""
+    default_key = data_dir / "keys" / "audit_ed25519"
+    key_file = Path(env.get("AUDIT_SIGNING_KEY_FILE") or default_key)
+    if not env.get("AUDIT_SIGNING_KEY") and not key_file.exists():
+        if key_file == default_key:
+            _say(f"creating the audit signing key in {key_file.parent}")
+            subprocess.run(
+                [*manage, "audit", "keygen", "--out", str(key_file.parent)], env=env, check=True
+            )
+        else:
+            _say(f"WARNING: AUDIT_SIGNING_KEY_FILE {key_file} does not exist: no receipts")
+    checkpoint_dir = Path(env.get("AUDIT_CHECKPOINT_DIR") or data_dir / "checkpoints")
+    checkpoint_dir.mkdir(parents=True, exist_ok=True)
+    _say(f"signed audit checkpoints go to {checkpoint_dir}")
 
 
 def main() -> int:
@@ -91,12 +111,15 @@ def main() -> int:
         subprocess.run([*manage, "audit", "snapshot-settings"], env=env, check=True)
         subprocess.run([*manage, "ensure_admin"], env=env, check=True)
         subprocess.run([*manage, "ingest_recover"], env=env, check=True)
+        _audit_signing(manage, env, data_dir)
 
-        _say("starting a Celery worker")
+        _say("starting a Celery worker (with beat: signed audit checkpoints)")
+        (data_dir / "run").mkdir(parents=True, exist_ok=True)
         worker = embedded.spawn(
             [str(bindir / "celery"), "-A", "assistant", "worker", "--loglevel", "INFO",
              "--concurrency", env.get("CELERY_CONCURRENCY", "1"), "--without-gossip",
-             "--without-mingle", "-n", f"attest-{os.getpid()}@%h"],
+             "--without-mingle", "-n", f"attest-{os.getpid()}@%h",
+             "-B", "--schedule", str(data_dir / "run" / "celerybeat-schedule")],
             env=env,
             log=logs / "worker.log",
         )  # fmt: skip

@@ -51,6 +51,15 @@ class Answer(models.Model):
     removed_citations = models.JSONField(
         default=list, blank=True, help_text="Citation numbers that named no passage (removed)"
     )
+    audit_event = models.ForeignKey(
+        "AuditEvent",
+        null=True,
+        blank=True,
+        on_delete=models.DO_NOTHING,
+        db_constraint=False,
+        related_name="+",
+        help_text="The audit entry that records this answer (its receipt's leaf)",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     def __str__(self) -> str:
@@ -166,6 +175,9 @@ class AuditEvent(models.Model):
         db_persist=True,
     )
     payload = models.JSONField()
+    seq = models.BigIntegerField(
+        unique=True, help_text="Position in the chain from 0: the entry's Merkle leaf index"
+    )
     payload_hash = models.CharField(max_length=64)
     prev_hash = models.CharField(max_length=64)
     entry_hash = models.CharField(max_length=64, unique=True)
@@ -206,3 +218,45 @@ class ChainCheck(models.Model):
 
     def __str__(self) -> str:
         return f"{self.checked_at:%Y-%m-%d %H:%M} {'ok' if self.ok else 'BROKEN'}"
+
+
+class AuditTreeNode(models.Model):
+    """A complete subtree of the RFC 6962 Merkle tree over the audit entries.
+
+    (level, index) covers leaves index * 2**level .. (index + 1) * 2**level - 1. Leaves
+    (level 0) are not stored: they are SHA-256(0x00 || payload_hash) of the entry whose `seq`
+    is the index. Nodes are written in the transaction of the entry that completes them and
+    never change (a trigger rejects UPDATE and DELETE), so the root and any proof for any tree
+    size up to the current one can be computed from O(log n) rows.
+    """
+
+    pk = models.CompositePrimaryKey("level", "index")
+    level = models.PositiveSmallIntegerField()
+    index = models.BigIntegerField()
+    hash = models.BinaryField(max_length=32)
+
+    def __str__(self) -> str:
+        return f"node {self.level}/{self.index}"
+
+
+class AuditCheckpoint(models.Model):
+    """An index of the signed checkpoints written to AUDIT_CHECKPOINT_DIR.
+
+    The files are the evidence (kept outside the database, ideally on WORM storage); this table
+    only lets receipts find the latest checkpoint that covers an entry. Everything here is
+    checked against the signature before it is trusted.
+    """
+
+    tree_size = models.BigIntegerField(db_index=True)
+    root_hash = models.CharField(max_length=64)
+    timestamp = models.CharField(max_length=40, help_text="UTC, ISO 8601, as signed")
+    key_id = models.CharField(max_length=16)
+    signature = models.CharField(max_length=100)
+    file_name = models.CharField(max_length=200)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-tree_size", "-id"]
+
+    def __str__(self) -> str:
+        return f"checkpoint {self.tree_size} {self.root_hash[:12]}"

@@ -292,7 +292,7 @@ def _store(
                     "error": draft.model_error,
                 },
             )
-        audit_record(
+        answer.audit_event = audit_record(
             event_type=(
                 AuditEvent.Type.QUESTION_REFUSED
                 if draft.refused
@@ -342,6 +342,8 @@ def _store(
                 ],
             },
         )
+        # The receipt's leaf: found by key, not by searching a million payloads.
+        answer.save(update_fields=["audit_event"])
     return answer
 
 

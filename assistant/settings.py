@@ -258,6 +258,25 @@ if LLM_BACKEND in {"openai", "llamacpp"} and not LLM_BASE_URL:
 # collections on legal hold are exempt.
 AUDIT_RETENTION_DAYS = env_int("AUDIT_RETENTION_DAYS", 0, minimum=0)
 AUDIT_PAGE_SIZE = env_int("AUDIT_PAGE_SIZE", 50, minimum=1)
+# Signed checkpoints of the audit trail's Merkle tree (issue 9). The Ed25519 private key is read
+# from AUDIT_SIGNING_KEY (PEM, or the base64 of the 32-byte seed) or else from the file; it
+# never goes into the database. Checkpoints are written as files to a directory meant for
+# WORM / object-lock storage, and optionally POSTed to a witness inside the building.
+AUDIT_SIGNING_KEY = env_str("AUDIT_SIGNING_KEY")
+AUDIT_SIGNING_KEY_FILE = Path(
+    env_str("AUDIT_SIGNING_KEY_FILE", str(DATA_DIR / "keys" / "audit_ed25519"))
+)
+AUDIT_CHECKPOINT_DIR = Path(env_str("AUDIT_CHECKPOINT_DIR", str(DATA_DIR / "checkpoints")))
+AUDIT_CHECKPOINT_SECONDS = env_int("AUDIT_CHECKPOINT_SECONDS", 10, minimum=1)
+AUDIT_WITNESS_URL = env_str("AUDIT_WITNESS_URL")
+CELERY_BEAT_SCHEDULE = {
+    "audit-checkpoint": {
+        "task": "assistant.audit_checkpoint",
+        "schedule": float(AUDIT_CHECKPOINT_SECONDS),
+        # A checkpoint older than one interval is worthless; do not let them pile up.
+        "options": {"expires": float(AUDIT_CHECKPOINT_SECONDS)},
+    }
+}
 
 # --- Auth and security -----------------------------------------------------------------------
 LOGIN_URL = "login"

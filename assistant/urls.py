@@ -15,6 +15,8 @@ portal = (
         path("documents/<int:pk>/download/", views.document_download, name="download"),
         path("answers/<int:pk>/", views.answer_detail, name="answer"),
         path("answers/<int:pk>/feedback/", views.answer_feedback, name="feedback"),
+        path("answers/<int:pk>/receipt.json", views.answer_receipt, name="receipt"),
+        path("answers/<int:pk>/record.json", views.answer_record, name="record"),
     ],
     "portal",
 )
@@ -23,6 +25,7 @@ compliance = (
     [
         path("", compliance_views.event_list, name="list"),
         path("events/<int:pk>/", compliance_views.event_detail, name="detail"),
+        path("events/<int:pk>/receipt.json", compliance_views.event_receipt, name="receipt"),
         path("dashboard/", compliance_views.dashboard, name="dashboard"),
         path("export.<str:fmt>", compliance_views.export, name="export"),
         path("verify/", compliance_views.verify, name="verify"),

@@ -23,7 +23,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from ingest import selectors as ingest_selectors
 
-from . import admin_actions, selectors, services, throttle
+from . import admin_actions, receipts, selectors, services, throttle
 from .audit import RequestMeta
 from .forms import AskForm, UploadForm
 
@@ -205,7 +205,62 @@ def answer_detail(request: HttpRequest, pk: int) -> HttpResponse:
         else None
     )
     context["thread"] = selectors.conversation(question=question)
+    context["receipt"] = _receipt_state(question.answer)
     return render(request, "portal/answer.html", context)
+
+
+def _receipt_state(answer) -> dict:
+    """For the answer page: a receipt to download, or why there is none (yet)."""
+    event = receipts.answer_event(answer)
+    if event is None:
+        return {"ready": False, "reason": "This answer has no audit entry."}
+    try:
+        receipt = receipts.receipt_for_event(event)
+    except receipts.ReceiptUnavailable as exc:
+        return {"ready": False, "pending": exc.pending, "reason": exc.reason}
+    return {"ready": True, "receipt": receipt, "has_record": not event.redacted}
+
+
+def _answer_event_or_404(request: HttpRequest, pk: int):
+    try:
+        question = selectors.question_get(user=request.user, pk=pk)
+    except ObjectDoesNotExist as exc:
+        raise Http404("No such answer") from exc
+    event = receipts.answer_event(question.answer)
+    if event is None:
+        raise Http404("No audit entry for this answer")
+    return event
+
+
+@login_required
+@require_GET
+def answer_receipt(request: HttpRequest, pk: int) -> HttpResponse:
+    """The answer's receipt as JSON (a download); 202 while pending, 409 when unavailable."""
+    event = _answer_event_or_404(request, pk)
+    try:
+        receipt = receipts.receipt_for_event(event)
+    except receipts.ReceiptUnavailable as exc:
+        status = "pending" if exc.pending else "unavailable"
+        return JsonResponse(
+            {"status": status, "reason": exc.reason}, status=202 if exc.pending else 409
+        )
+    response = JsonResponse(receipt, json_dumps_params={"indent": 1})
+    response["Content-Disposition"] = f'attachment; filename="attest-receipt-{event.id}.json"'
+    return response
+
+
+@login_required
+@require_GET
+def answer_record(request: HttpRequest, pk: int) -> HttpResponse:
+    """The exact record the receipt's payload hash covers (for verify_receipt.py --payload)."""
+    event = _answer_event_or_404(request, pk)
+    try:
+        record = receipts.entry_record(event)
+    except receipts.ReceiptUnavailable as exc:
+        return JsonResponse({"status": "unavailable", "reason": exc.reason}, status=409)
+    response = HttpResponse(record, content_type="application/json")
+    response["Content-Disposition"] = f'attachment; filename="attest-record-{event.id}.json"'
+    return response
 
 
 @login_required

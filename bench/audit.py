@@ -1,21 +1,33 @@
-"""Audit trail figures: chained write throughput under concurrent writers, verify speed over a
-large trail, and workspace query latency at that size.
+"""Audit trail figures: chained write throughput (with the Merkle tree) under concurrent
+writers, the latency the tree adds to one append, verify speed over a large trail (chain alone,
+and against signed checkpoints), receipt generation and offline verification, and workspace
+query latency at that size.
 
     .venv/bin/python bench/audit.py [--writers 8] [--per-writer 250] [--entries 1000000]
+                                    [--checkpoint-every 1000]
 
 Uses a scratch embedded PostgreSQL (or DATABASE_URL). The large trail is bulk-loaded with COPY
-as a valid chain (hashes computed exactly as audit_record does) with realistic answer payloads.
+as a valid chain (hashes computed exactly as audit_record does) with realistic answer payloads,
+its tree nodes, and a signed checkpoint every --checkpoint-every entries (as the beat task
+would leave them).
 """
 
 from __future__ import annotations
 
 import argparse
 import hashlib
+import importlib.util
 import json
+import os
+import random
 import statistics
+import subprocess
+import sys
+import tempfile
 import threading
 import time
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import orjson
 from _scratch import setup_django
@@ -76,18 +88,66 @@ def bench_writers(writers: int, per_writer: int) -> None:
           f"in {seconds:.2f} s -> {rate:.0f} entries/s; errors: {len(errors)}")  # fmt: skip
 
 
-def bulk_fill(target: int) -> None:
-    """Append entries by COPY until the trail holds `target`, continuing the chain."""
+def bench_tree_latency(appends: int = 400) -> None:
+    """One writer: what the tree adds to each append (tree_append timed inside audit_record)."""
+    from assistant import audit_tree
+    from assistant.audit import audit_record
+
+    spent: list[float] = []
+    original = audit_tree.tree_append
+
+    def timed(**kwargs) -> None:
+        t = time.perf_counter()
+        original(**kwargs)
+        spent.append((time.perf_counter() - t) * 1000)
+
+    audit_tree.tree_append = timed
+    totals = []
+    try:
+        for i in range(appends):
+            t = time.perf_counter()
+            audit_record(event_type="question.answered", payload=payload(i), summary="latency")
+            totals.append((time.perf_counter() - t) * 1000)
+    finally:
+        audit_tree.tree_append = original
+    q = statistics.quantiles
+    print(f"tree cost per append ({appends} sequential appends): p50 "
+          f"{statistics.median(spent):.3f} ms, p99 {q(spent, n=100)[98]:.3f} ms, "
+          f"max {max(spent):.3f} ms; whole audit_record p50 {statistics.median(totals):.2f} ms, "
+          f"p99 {q(totals, n=100)[98]:.2f} ms")  # fmt: skip
+
+
+def _frontier_at(size: int):
+    """The stack of complete subtrees of the stored tree's first `size` leaves."""
+    from assistant import audit_tree
+
+    keys, start = [], 0
+    for level in reversed(range(size.bit_length())):
+        if size >> level & 1:
+            keys.append((level, start >> level))
+            start += 1 << level
+    table = audit_tree._fetch(set(keys))
+    return [table[k] for k in keys]
+
+
+def bulk_fill(target: int, checkpoint_every: int) -> None:
+    """Append entries by COPY until the trail holds `target`, continuing the chain and the
+    tree, and leave a signed checkpoint every `checkpoint_every` entries."""
     from django.db import connection
 
+    from assistant import checkpoints, merkle
     from assistant.audit import GENESIS_HASH, _canonical_document, _search_text, canonical_json
     from assistant.models import AuditEvent
 
     have = AuditEvent.objects.count()
     if have >= target:
         return
-    prev = AuditEvent.objects.order_by("-id").values_list("entry_hash", flat=True).first()
+    key = checkpoints.load_signing_key()
+    prev = AuditEvent.objects.order_by("-seq").values_list("entry_hash", flat=True).first()
     prev = prev or GENESIS_HASH
+    stack = _frontier_at(have)
+    listed: list[str] = []
+    listed_from = have
     base = datetime.now(UTC) - timedelta(days=365)
     started = time.monotonic()
     batch = 50_000
@@ -95,10 +155,14 @@ def bulk_fill(target: int) -> None:
     raw = connection.connection
     columns = (
         "created_at, event_type, actor_username, ip_address, user_agent, collection_id, "
-        "flagged, summary, search_text, payload, payload_hash, prev_hash, entry_hash, redacted"
+        "flagged, summary, search_text, payload, seq, payload_hash, prev_hash, entry_hash, "
+        "redacted"
     )
     sha = hashlib.sha256
+    node = merkle.node_hash
     for start in range(have, target, batch):
+        nodes: list[tuple[int, int, bytes]] = []
+        signed: list = []
         with (
             raw.cursor() as cursor,
             cursor.copy(f"COPY assistant_auditevent ({columns}) FROM STDIN") as copy,
@@ -120,23 +184,107 @@ def bulk_fill(target: int) -> None:
                 copy.write_row((
                     created, event_type, user, "10.0.0.1", "bench", 1 + i % 20, body["refused"],
                     summary, _search_text(summary, {"q": body["question"]}),
-                    json.dumps(body), payload_hash, prev, entry_hash, False,
+                    json.dumps(body), i, payload_hash, prev, entry_hash, False,
                 ))  # fmt: skip
                 prev = entry_hash
+                h, level, n = merkle.leaf_hash(bytes.fromhex(payload_hash)), 0, i
+                while n & 1:
+                    h = node(stack.pop(), h)
+                    level += 1
+                    n >>= 1
+                    nodes.append((level, n, h))
+                stack.append(h)
+                listed.append(payload_hash)
+                if (i + 1) % checkpoint_every == 0 or i + 1 == target:
+                    root = stack[-1]
+                    for left in reversed(stack[:-1]):
+                        root = node(left, root)
+                    signed.append(checkpoints.checkpoint_sign(
+                        key, tree_size=i + 1, root_hash=root.hex(),
+                        leaves_from=listed_from, leaf_payload_hashes=listed,
+                    ))  # fmt: skip
+                    listed, listed_from = [], i + 1
+        with (
+            raw.cursor() as cursor,
+            cursor.copy("COPY assistant_audittreenode (level, index, hash) FROM STDIN") as copy,
+        ):
+            for row in nodes:
+                copy.write_row(row)
         raw.commit()
-        print(f"  filled {min(start + batch, target)} entries "
+        for checkpoint in signed:
+            checkpoints.checkpoint_store(checkpoint)
+        print(f"  filled {min(start + batch, target)} entries, {len(signed)} checkpoints "
               f"({time.monotonic() - started:.0f} s)", flush=True)  # fmt: skip
     with raw.cursor() as cursor:
         cursor.execute("ANALYZE assistant_auditevent")
+        cursor.execute("ANALYZE assistant_audittreenode")
     raw.commit()
 
 
 def bench_verify() -> None:
+    from django.conf import settings
+
+    from assistant import checkpoints
     from assistant.audit import audit_verify
+    from assistant.checkpoint_verify import audit_verify_checkpoints
 
     report = audit_verify()
-    print(f"verify: {report.entries} entries in {report.seconds:.1f} s -> "
-          f"{report.entries / report.seconds:.0f} entries/s; ok={report.ok}")  # fmt: skip
+    print(f"verify (chain + stored tree): {report.entries} entries in {report.seconds:.1f} s "
+          f"-> {report.entries / report.seconds:.0f} entries/s; ok={report.ok}")  # fmt: skip
+    public = checkpoints.load_signing_key().public_key()
+    result = audit_verify_checkpoints(
+        directory=Path(settings.AUDIT_CHECKPOINT_DIR), public_key=public
+    )
+    print(f"verify --checkpoints: {result.entries} entries against {result.checkpoints} signed "
+          f"checkpoints in {result.seconds:.1f} s -> {result.entries / result.seconds:.0f} "
+          f"entries/s; ok={result.ok} {result.first_bad or ''}")  # fmt: skip
+
+
+def bench_receipts(samples: int = 200) -> None:
+    """Receipt generation (proof from the stored tree) and offline verification."""
+    from django.conf import settings
+
+    from assistant import checkpoints, receipts
+    from assistant.models import AuditEvent
+
+    checkpoints.checkpoint_write(force=True)
+    size = AuditEvent.objects.count()
+    rng = random.Random(9)
+    seqs = [rng.randrange(size) for _ in range(samples)]
+    events = {e.seq: e for e in AuditEvent.objects.filter(seq__in=seqs)}
+    made = []
+    for seq in seqs:
+        t = time.perf_counter()
+        receipt = receipts.receipt_for_event(events[seq])
+        made.append((time.perf_counter() - t) * 1000)
+    q = statistics.quantiles
+    print(f"receipt generation ({samples} random entries of {size}): p50 "
+          f"{statistics.median(made):.2f} ms, p99 {q(made, n=100)[98]:.2f} ms, "
+          f"{len(receipt['inclusion_proof'])} proof hashes")  # fmt: skip
+
+    tool = Path(__file__).resolve().parents[1] / "tools" / "verify_receipt.py"
+    spec = importlib.util.spec_from_file_location("verify_receipt", tool)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)  # type: ignore[union-attr]
+    folder = Path(tempfile.mkdtemp(prefix="attest-receipt-"))
+    receipt_file = folder / "receipt.json"
+    receipt_file.write_text(json.dumps(receipt))
+    public_file = Path(settings.AUDIT_SIGNING_KEY_FILE).with_suffix(".pub")
+    public = module.load_public_key(public_file)
+    checks = []
+    for _ in range(200):
+        t = time.perf_counter()
+        module.verify(json.loads(receipt_file.read_text()), public, None)
+        checks.append((time.perf_counter() - t) * 1000)
+    t = time.perf_counter()
+    result = subprocess.run(
+        [sys.executable, str(tool), str(receipt_file), "--public-key", str(public_file)],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    whole = (time.perf_counter() - t) * 1000
+    print(f"receipt verification (tools/verify_receipt.py): p50 {statistics.median(checks):.2f} "
+          f"ms in process; {whole:.0f} ms as a fresh process incl. interpreter start; "
+          f"exit {result.returncode}")  # fmt: skip
 
 
 def bench_queries() -> None:
@@ -176,11 +324,21 @@ def main() -> None:
     parser.add_argument("--writers", type=int, default=8)
     parser.add_argument("--per-writer", type=int, default=250)
     parser.add_argument("--entries", type=int, default=1_000_000)
+    parser.add_argument("--checkpoint-every", type=int, default=1000)
     args = parser.parse_args()
+    keys = Path(tempfile.mkdtemp(prefix="attest-bench-keys-"))
+    os.environ.setdefault("AUDIT_SIGNING_KEY_FILE", str(keys / "audit_ed25519"))
+    os.environ.setdefault("AUDIT_CHECKPOINT_DIR", str(keys / "checkpoints"))
     setup_django()
+    from assistant import checkpoints
+
+    checkpoints.key_generate(directory=keys)
     bench_writers(args.writers, args.per_writer)
-    bulk_fill(args.entries)
+    bench_tree_latency()
+    checkpoints.checkpoint_write()
+    bulk_fill(args.entries, args.checkpoint_every)
     bench_verify()
+    bench_receipts()
     bench_queries()
     bench_dashboard()
 

@@ -19,8 +19,8 @@ COMPOSE_FILE = REPO_ROOT / "docker-compose.yml"
 DOCKERFILE = REPO_ROOT / "Dockerfile"
 SETTINGS_FILE = REPO_ROOT / "assistant" / "settings.py"
 
-EXPECTED_SERVICES = {"db", "redis", "vllm", "migrate", "web", "worker"}
-APP_SERVICES = ("migrate", "web", "worker")
+EXPECTED_SERVICES = {"db", "redis", "vllm", "migrate", "web", "worker", "beat"}
+APP_SERVICES = ("migrate", "web", "worker", "beat")
 REQUIRED_APP_ENV = {
     "DATABASE_URL",
     "REDIS_URL",
@@ -115,6 +115,11 @@ def test_web_runs_gunicorn() -> None:
 
 def test_worker_runs_celery_worker_for_assistant_app() -> None:
     assert " ".join(command_words(services()["worker"])).startswith("celery -A assistant worker")
+
+
+def test_beat_queues_the_signed_audit_checkpoints() -> None:
+    """Issue 9: one beat process schedules the checkpoint task the workers run."""
+    assert " ".join(command_words(services()["beat"])).startswith("celery -A assistant beat")
 
 
 def test_every_depends_on_target_is_a_defined_service() -> None:

@@ -214,6 +214,25 @@ def test_upload_a_real_contract_and_ask_in_the_browser(product, cuad_pdf, tmp_pa
             browser.close()
 
 
+def test_first_start_creates_an_audit_key_and_signed_checkpoints_appear(product):
+    """Issue 9: `make run` signs the audit trail out of the box (worker with beat)."""
+    key = product.data_dir / "keys" / "audit_ed25519"
+    assert oct(key.stat().st_mode & 0o777) == "0o600"
+    folder = product.data_dir / "checkpoints"
+    deadline = time.monotonic() + 90
+    while not list(folder.glob("checkpoint-*.json")):
+        assert time.monotonic() < deadline, "no checkpoint within 90 s:\n" + product.text()[-3000:]
+        time.sleep(1)
+    env = _clean_env(product.data_dir, 0)
+    result = subprocess.run(
+        [sys.executable, str(REPO / "manage.py"), "audit", "verify", "--checkpoints",
+         str(folder), "--public-key", str(key) + ".pub", "--json"],
+        env=env, cwd=REPO, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert '"ok": true' in result.stdout
+
+
 def test_ctrl_c_stops_every_process(product):
     assert_stops_cleanly(product, signal.SIGINT)
 

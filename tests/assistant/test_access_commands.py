@@ -1,5 +1,6 @@
 """Operator commands for users and grants, `ask --user`, and production hardening."""
 
+import base64
 import os
 import secrets
 import subprocess
@@ -73,7 +74,7 @@ def test_every_response_carries_a_strict_content_security_policy(client, plain_u
     assert "<script>" not in response.content.decode()
 
 
-def test_check_deploy_is_clean_with_production_settings():
+def test_check_deploy_is_clean_with_production_settings(tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "LLM_"))}
     env.update(
         DJANGO_SETTINGS_MODULE="assistant.settings",
@@ -81,6 +82,9 @@ def test_check_deploy_is_clean_with_production_settings():
         HTTPS="true",
         SECRET_KEY=secrets.token_urlsafe(60),
         ALLOWED_HOSTS="attest.example.org",
+        # Issue 9: production signs audit checkpoints (without a key, attest.W001 warns).
+        AUDIT_SIGNING_KEY=base64.b64encode(secrets.token_bytes(32)).decode(),
+        AUDIT_CHECKPOINT_DIR=str(tmp_path / "checkpoints"),
     )
     done = subprocess.run(
         [sys.executable, str(REPO / "manage.py"), "check", "--deploy", "--fail-level", "WARNING"],
