@@ -211,6 +211,10 @@ EMBEDDING_THREADS = env_int("EMBEDDING_THREADS", 0, minimum=0)
 CHUNK_SIZE = env_int("CHUNK_SIZE", 1000, minimum=100)  # characters
 CHUNK_OVERLAP = env_int("CHUNK_OVERLAP", 150, minimum=0)  # characters
 UPLOAD_MAX_BYTES = env_int("UPLOAD_MAX_BYTES", 100 * 1024 * 1024, minimum=1)
+# .zip uploads are unpacked one level deep within these limits (ingest/archives.py).
+ZIP_MAX_ENTRIES = env_int("ZIP_MAX_ENTRIES", 10_000, minimum=1)
+ZIP_MAX_TOTAL_BYTES = env_int("ZIP_MAX_TOTAL_BYTES", 2 * 1024 * 1024 * 1024, minimum=1)
+ZIP_MAX_RATIO = env_float("ZIP_MAX_RATIO", 200.0)
 DATA_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024
 FILE_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024
 

@@ -62,6 +62,7 @@ class Document(models.Model):
         EMBEDDING = "embedding", "Embedding"
         READY = "ready", "Ready"
         FAILED = "failed", "Failed"
+        CANCELLED = "cancelled", "Cancelled"
 
     collection = models.ForeignKey(Collection, on_delete=models.CASCADE, related_name="documents")
     name = models.CharField(max_length=255, help_text="The file name as uploaded")
@@ -99,7 +100,10 @@ class Document(models.Model):
 
     @property
     def is_pending(self) -> bool:
-        return self.status in {self.Status.QUEUED, self.Status.PARSING, self.Status.EMBEDDING}
+        return self.status in PENDING_STATUSES
+
+
+PENDING_STATUSES = ("queued", "parsing", "embedding")  # plus any stage a parser adds (e.g. ocr)
 
 
 class Chunk(models.Model):

@@ -24,7 +24,7 @@ from django.utils.text import slugify
 
 from . import chunking, parsers
 from .embedding import get_embedder
-from .models import Chunk, Collection, Document
+from .models import PENDING_STATUSES, Chunk, Collection, Document
 from .parsers import ParsedDocument, ParseError
 
 logger = logging.getLogger(__name__)
@@ -126,6 +126,30 @@ def document_create(
     return document, True
 
 
+def document_reject(
+    *, collection: Collection, name: str, reason: str, key: bytes, source_path: str = "", user=None
+) -> tuple[Document, bool]:
+    """Record a file that was refused before it could be stored (e.g. a hostile archive entry)
+    as a failed document with `reason`, so the batch reports it. `key` identifies the refused
+    input (its hash stands in for the content's sha256, so the same refusal is not repeated).
+    """
+    digest = hashlib.sha256(b"rejected\0" + key).hexdigest()
+    existing = Document.objects.filter(collection=collection, sha256=digest).first()
+    if existing is not None:
+        return existing, False
+    document = Document.objects.create(
+        collection=collection,
+        name=Path(name.replace("\\", "/")).name[:255] or "unnamed",
+        sha256=digest,
+        size=0,
+        source_path=source_path[:1000],
+        uploaded_by=user,
+        status=Document.Status.FAILED,
+        status_message=reason,
+    )
+    return document, True
+
+
 def _set_status(document: Document, status: str, message: str = "") -> None:
     document.status = status
     document.status_message = message
@@ -201,12 +225,20 @@ def document_ingest(*, document_id: int, force: bool = False) -> IngestResult:
             timings=timings,
         )
 
-    if document.status == Document.Status.READY and not force:
-        return result()
     if document.status == Document.Status.FAILED and not document.file:
         return result()  # rejected at upload (e.g. too large); nothing to parse
+    # Claim the document: only pending work (or, with `force`, a finished document) moves on.
+    # A cancelled or already-ready document is left as it is, so a redelivered or cancelled
+    # task does nothing.
+    claimable = list(PENDING_STATUSES)
+    if force:
+        claimable += [Document.Status.READY, Document.Status.FAILED]
+    claimed = Document.objects.filter(pk=document.pk, status__in=claimable).update(
+        status=Document.Status.PARSING, status_message="", updated_at=timezone.now()
+    )
+    if not claimed:
+        return result()
     try:
-        _set_status(document, Document.Status.PARSING)
         with timings.stage("parse"):
             with document.file.open("rb") as handle:
                 data = handle.read()
@@ -246,11 +278,7 @@ def document_ingest(*, document_id: int, force: bool = False) -> IngestResult:
 
 def document_requeue_unfinished() -> int:
     """Enqueue every document left queued or half-processed (idempotent: see document_ingest)."""
-    ids = list(
-        Document.objects.filter(
-            status__in=[Document.Status.QUEUED, Document.Status.PARSING, Document.Status.EMBEDDING]
-        ).values_list("id", flat=True)
-    )
+    ids = list(Document.objects.filter(status__in=PENDING_STATUSES).values_list("id", flat=True))
     with transaction.atomic():
         for document_id in ids:
             _enqueue(document_id)
@@ -267,12 +295,65 @@ def document_delete(*, document: Document) -> None:
             transaction.on_commit(lambda: storage.delete(name))
 
 
-def document_reingest(*, document: Document) -> None:
-    """Queue a document to be parsed, chunked and embedded again (its chunks are replaced)."""
-    Document.objects.filter(pk=document.pk).update(
-        status=Document.Status.QUEUED, status_message="", updated_at=timezone.now()
+def document_reingest(*, document: Document) -> bool:
+    """Queue a document to be parsed, chunked and embedded again (its chunks are replaced).
+
+    Returns False (and does nothing) for a document without a stored file (refused at upload)
+    or one already waiting or in progress."""
+    if not document.file:
+        return False
+    updated = (
+        Document.objects.filter(pk=document.pk)
+        .exclude(status__in=PENDING_STATUSES)
+        .update(status=Document.Status.QUEUED, status_message="", updated_at=timezone.now())
     )
-    _enqueue(document.id)
+    if updated:
+        _enqueue(document.id)
+    return bool(updated)
+
+
+def document_cancel(*, document: Document) -> bool:
+    """Cancel a queued document: its task, when a worker takes it, finds it cancelled and skips
+    it. Work already started is not interrupted. Returns whether the document was queued."""
+    return bool(
+        Document.objects.filter(pk=document.pk, status=Document.Status.QUEUED).update(
+            status=Document.Status.CANCELLED,
+            status_message="Cancelled before ingestion started.",
+            updated_at=timezone.now(),
+        )
+    )
+
+
+def collection_reingest(*, collection: Collection) -> list[int]:
+    """Queue every stored, not-pending document of the collection again; returns their ids."""
+    ids = list(
+        collection.documents.exclude(status__in=PENDING_STATUSES)
+        .exclude(file="")
+        .values_list("id", flat=True)
+    )
+    with transaction.atomic():
+        Document.objects.filter(id__in=ids).update(
+            status=Document.Status.QUEUED, status_message="", updated_at=timezone.now()
+        )
+        for document_id in ids:
+            _enqueue(document_id)
+    return ids
+
+
+def collection_cancel(*, collection: Collection) -> list[int]:
+    """Cancel every queued document of the collection; returns their ids."""
+    with transaction.atomic():
+        ids = list(
+            collection.documents.select_for_update()
+            .filter(status=Document.Status.QUEUED)
+            .values_list("id", flat=True)
+        )
+        Document.objects.filter(id__in=ids, status=Document.Status.QUEUED).update(
+            status=Document.Status.CANCELLED,
+            status_message="Cancelled before ingestion started.",
+            updated_at=timezone.now(),
+        )
+    return ids
 
 
 def chunk_statistics_refresh() -> None:
