@@ -102,7 +102,9 @@ def zip_entries(data: bytes, limits: ArchiveLimits) -> Iterator[ArchiveEntry]:
         archive = zipfile.ZipFile(io.BytesIO(data))
         infos = archive.infolist()
     except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, ValueError) as exc:
-        raise ArchiveError(f"The file is named .zip but it is not a readable zip archive ({exc}).")
+        raise ArchiveError(
+            f"The file is named .zip but it is not a readable zip archive ({exc})."
+        ) from exc
     files = [i for i in infos if not i.is_dir()]
     if len(files) > limits.max_entries:
         raise ArchiveError(
