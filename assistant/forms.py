@@ -50,4 +50,6 @@ class MultipleFileField(forms.FileField):
 
 
 class UploadForm(forms.Form):
-    files = MultipleFileField(help_text="PDF, TXT or Markdown; several at once")
+    files = MultipleFileField(
+        help_text="PDF, TXT or Markdown, several at once, or .zip archives of them"
+    )
