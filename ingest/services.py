@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -206,38 +206,121 @@ def document_index(
 def document_ingest(*, document_id: int, force: bool = False) -> IngestResult:
     """Run the whole pipeline for one document; bad input ends as a failed document.
 
-    Safe to run again (a redelivered task): a ready document is skipped unless `force`, and
-    indexing replaces chunks atomically, so no partial or duplicate chunks can remain.
+    Safe to run again (a redelivered task): a ready or cancelled document is skipped unless
+    `force`, and indexing replaces chunks atomically, so no partial or duplicate chunks remain.
     """
+    return documents_ingest(document_ids=[document_id], force=force)[0]
+
+
+@dataclass
+class _Prepared:
+    """A document parsed and chunked, waiting for its vectors."""
+
+    document: Document
+    parsed: ParsedDocument
+    drafts: list[chunking.ChunkDraft]
+    started: float
+    timings: StageTimings
+
+
+def documents_ingest(
+    *,
+    document_ids: list[int],
+    force: bool = False,
+    embed_batch: int = 512,
+    on_done: Callable[[IngestResult], None] | None = None,
+) -> list[IngestResult]:
+    """Ingest several documents, embedding their chunks together.
+
+    Documents are parsed and chunked one by one; their chunks are embedded in calls of at least
+    `embed_batch` texts across documents (fewer, larger calls: the embedder groups texts of
+    similar length, so less padding), then each document is indexed in its own transaction.
+    Each document ends ready or failed on its own; `on_done` hears of each as it finishes.
+    Results come back in the order of `document_ids`.
+    """
+    results: dict[int, IngestResult] = {}
+    waiting: list[_Prepared] = []
+
+    def finish(result: IngestResult) -> None:
+        results[result.document_id] = result
+        if on_done is not None:
+            on_done(result)
+
+    def flush() -> None:
+        if not waiting:
+            return
+        texts = [d.text for p in waiting for d in p.drafts]
+        try:
+            embedder = get_embedder()
+            started = time.perf_counter()
+            vectors = embedder.embed(texts)
+            share = (time.perf_counter() - started) / max(len(texts), 1)
+        except Exception as exc:
+            logger.exception("embedding failed for documents %s", [p.document.id for p in waiting])
+            for p in waiting:
+                finish(_fail(p.document, p.started, p.timings, _internal(exc)))
+            waiting.clear()
+            return
+        offset = 0
+        for p in waiting:
+            n = len(p.drafts)
+            p.timings.embed += share * n
+            finish(_index(p, vectors[offset : offset + n], embedder.name))
+            offset += n
+        waiting.clear()
+
+    for document_id in document_ids:
+        prepared = _prepare(document_id, force=force)
+        if isinstance(prepared, IngestResult):
+            finish(prepared)
+            continue
+        waiting.append(prepared)
+        if sum(len(p.drafts) for p in waiting) >= embed_batch:
+            flush()
+    flush()
+    return [results[i] for i in document_ids]
+
+
+def _result(document: Document, started: float, timings: StageTimings) -> IngestResult:
+    document.refresh_from_db(fields=["status", "page_count", "chunk_count", "status_message"])
+    return IngestResult(
+        document_id=document.id,
+        status=document.status,
+        pages=document.page_count,
+        chunks=document.chunk_count,
+        error=document.status_message if document.status == "failed" else "",
+        seconds=time.monotonic() - started,
+        timings=timings,
+    )
+
+
+def _internal(exc: Exception) -> str:
+    return f"Internal error while ingesting ({type(exc).__name__}); see the worker log."
+
+
+def _fail(document: Document, started: float, timings: StageTimings, message: str):
+    _set_status(document, Document.Status.FAILED, message)
+    return _result(document, started, timings)
+
+
+def _prepare(document_id: int, *, force: bool) -> _Prepared | IngestResult:
+    """Claim, parse and chunk one document; an IngestResult when it goes no further."""
     started = time.monotonic()
     timings = StageTimings()
-    document = Document.objects.select_related("collection").get(pk=document_id)
-
-    def result(error: str = "") -> IngestResult:
-        document.refresh_from_db(fields=["status", "page_count", "chunk_count", "status_message"])
-        return IngestResult(
-            document_id=document.id,
-            status=document.status,
-            pages=document.page_count,
-            chunks=document.chunk_count,
-            error=error or (document.status_message if document.status == "failed" else ""),
-            seconds=time.monotonic() - started,
-            timings=timings,
-        )
-
+    document = Document.objects.select_related("collection").defer("text").get(pk=document_id)
     if document.status == Document.Status.FAILED and not document.file:
-        return result()  # rejected at upload (e.g. too large); nothing to parse
+        return _result(document, started, timings)  # refused at upload; nothing to parse
     # Claim the document: only pending work (or, with `force`, a finished document) moves on.
     # A cancelled or already-ready document is left as it is, so a redelivered or cancelled
     # task does nothing.
     claimable = list(PENDING_STATUSES)
     if force:
-        claimable += [Document.Status.READY, Document.Status.FAILED]
+        claimable += [Document.Status.READY, Document.Status.FAILED, Document.Status.CANCELLED]
     claimed = Document.objects.filter(pk=document.pk, status__in=claimable).update(
         status=Document.Status.PARSING, status_message="", updated_at=timezone.now()
     )
     if not claimed:
-        return result()
+        return _result(document, started, timings)
     try:
         with timings.stage("parse"):
             with document.file.open("rb") as handle:
@@ -249,31 +332,33 @@ def document_ingest(*, document_id: int, force: bool = False) -> IngestResult:
             )
         if not drafts:
             raise ParseError("The file contains no text.")
-        _set_status(document, Document.Status.EMBEDDING)
-        embedder = get_embedder()
-        with timings.stage("embed"):
-            vectors = embedder.embed([d.text for d in drafts])
+    except ParseError as exc:
+        logger.info("document %s failed: %s", document.id, exc)
+        return _fail(document, started, timings, str(exc))
+    except FileNotFoundError:
+        return _fail(document, started, timings, "The stored file is missing.")
+    except Exception as exc:
+        logger.exception("unexpected error ingesting document %s", document.id)
+        return _fail(document, started, timings, _internal(exc))
+    _set_status(document, Document.Status.EMBEDDING)
+    return _Prepared(document, parsed, drafts, started, timings)
+
+
+def _index(prepared: _Prepared, vectors: list[list[float]], model: str) -> IngestResult:
+    document, timings = prepared.document, prepared.timings
+    try:
         with timings.stage("write"):
             document_index(
                 document=document,
-                parsed=parsed,
-                drafts=drafts,
+                parsed=prepared.parsed,
+                drafts=prepared.drafts,
                 vectors=vectors,
-                embedding_model=embedder.name,
+                embedding_model=model,
             )
-    except ParseError as exc:
-        _set_status(document, Document.Status.FAILED, str(exc))
-        logger.info("document %s failed: %s", document.id, exc)
-    except FileNotFoundError:
-        _set_status(document, Document.Status.FAILED, "The stored file is missing.")
     except Exception as exc:
-        logger.exception("unexpected error ingesting document %s", document.id)
-        _set_status(
-            document,
-            Document.Status.FAILED,
-            f"Internal error while ingesting ({type(exc).__name__}); see the worker log.",
-        )
-    return result()
+        logger.exception("unexpected error indexing document %s", document.id)
+        return _fail(document, prepared.started, timings, _internal(exc))
+    return _result(document, prepared.started, timings)
 
 
 def document_requeue_unfinished() -> int:
