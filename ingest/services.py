@@ -447,3 +447,39 @@ def chunk_statistics_refresh() -> None:
     ANALYZE last counted (see ingest/selectors.py)."""
     with connection.cursor() as cursor:
         cursor.execute("ANALYZE ingest_chunk")
+
+
+def chunks_reembed(
+    *,
+    batch_size: int = 256,
+    collection: Collection | None = None,
+    on_batch: Callable[[int, int], None] | None = None,
+) -> int:
+    """Re-embed, in batches, every chunk whose vector came from another model than this
+    process's embedder (after EMBEDDING_MODEL changed), and store the model's name with each.
+
+    Each batch commits on its own, so the work can be stopped and resumed (what is done stays
+    done); until it finishes, retrieval sees some vectors of each model. `on_batch(done, total)`
+    hears of progress. Returns how many chunks were re-embedded.
+    """
+    embedder = get_embedder()
+    stale = Chunk.objects.exclude(embedding_model=embedder.name)
+    if collection is not None:
+        stale = stale.filter(collection=collection)
+    total = stale.count()
+    done = last_id = 0
+    while True:
+        batch = list(stale.filter(id__gt=last_id).order_by("id").only("id", "text")[:batch_size])
+        if not batch:
+            break
+        vectors = embedder.embed([c.text for c in batch])
+        for chunk, vector in zip(batch, vectors, strict=True):
+            chunk.embedding = vector
+            chunk.embedding_model = embedder.name
+        with transaction.atomic():
+            Chunk.objects.bulk_update(batch, ["embedding", "embedding_model"])
+        last_id = batch[-1].id
+        done += len(batch)
+        if on_batch is not None:
+            on_batch(done, total)
+    return done

@@ -5,6 +5,7 @@ delivered again (acks_late) and the document is ingested, once."""
 import os
 import signal
 import socket
+import time
 
 import pytest
 
@@ -53,6 +54,9 @@ def test_sigkill_mid_document_leaves_no_partial_chunks_and_it_is_redone(tmp_path
     assert document.status == "embedding"  # left mid-way by the dead worker
     assert Chunk.objects.filter(document=document).count() == 0
 
+    # A starting worker sweeps Redis once for unacknowledged tasks older than the visibility
+    # timeout (then every ~100 s): let the dead worker's task age past it first.
+    time.sleep(int(ENV["CELERY_VISIBILITY_TIMEOUT"]) + 1)
     second = start_worker(
         tmp_path / "second.log", name=f"kill-b@{host}", queues=QUEUE, env_extra=ENV
     )
