@@ -76,14 +76,17 @@ class Command(BaseCommand):
         if not existed:
             collection_saved(collection=target, created=True, changes={}, actor_name=actor)
         rows: list[dict] = []
-        inputs: list[tuple[str, bytes, str]] = []
-        for path in _files(paths):
-            try:
-                inputs.append((path.name, path.read_bytes(), str(path.resolve())))
-            except OSError as exc:
-                rows.append(_row_failed(path, f"Cannot read the file: {exc.strerror}"))
+        files = _files(paths)  # a missing path is an error before anything is stored
+
+        def inputs():  # read one file at a time: a folder may not fit in memory
+            for path in files:
+                try:
+                    yield path.name, path.read_bytes(), str(path.resolve())
+                except OSError as exc:
+                    rows.append(_row_failed(path, f"Cannot read the file: {exc.strerror}"))
+
         outcomes = documents_upload(
-            collection=target, files=inputs, enqueue=not sync, actor_name=actor
+            collection=target, files=inputs(), enqueue=not sync, actor_name=actor
         )
         by_document: dict[int, dict] = {}
         for outcome in outcomes:
