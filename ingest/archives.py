@@ -14,6 +14,7 @@ from __future__ import annotations
 import io
 import stat
 import zipfile
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import PurePosixPath
@@ -141,7 +142,7 @@ def zip_entries(data: bytes, limits: ArchiveLimits) -> Iterator[ArchiveEntry]:
             cap = min(limits.max_entry_bytes, limits.max_total_bytes - total)
             try:
                 content = _read_capped(archive, info, cap)
-            except (zipfile.BadZipFile, OSError, ValueError, EOFError) as exc:
+            except (zipfile.BadZipFile, zlib.error, OSError, ValueError, EOFError) as exc:
                 yield ArchiveEntry(path=path, error=f"Not unpacked: the entry is corrupt ({exc}).")
                 continue
             except NotImplementedError:

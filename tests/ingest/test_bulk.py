@@ -145,3 +145,13 @@ def test_cancelled_documents_are_skipped_and_retry_requeues_a_failed_one(admin_u
     assert document_ingest(document_id=queued.id).status == "ready"
     types = set(AuditEvent.objects.values_list("event_type", flat=True))
     assert {"document.reingested", "collection.reingested"} <= types
+
+
+def test_a_corrupt_entry_fails_alone():
+    good = b"Staff must wear badges at all times, in every building."
+    data = bytearray(make_zip({"bad.txt": b"some text to deflate " * 200, "good.txt": good}))
+    start = data.find(b"bad.txt") + len(b"bad.txt")  # the first entry's compressed bytes
+    data[start + 5 : start + 40] = b"\xff" * 35
+    entries = {e.path: e for e in zip_entries(bytes(data), LIMITS)}
+    assert entries["bad.txt"].data is None and "corrupt" in entries["bad.txt"].error
+    assert entries["good.txt"].data == good
