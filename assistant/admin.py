@@ -96,11 +96,13 @@ class DocumentAdmin(admin.ModelAdmin):
 
     @admin.action(description="Re-ingest the selected documents")
     def reingest(self, request, queryset):
-        for document in queryset:
+        queued = sum(
             admin_actions.document_reingest(
                 document=document, user=request.user, meta=RequestMeta.from_request(request)
             )
-        self.message_user(request, f"{queryset.count()} document(s) queued again.")
+            for document in queryset
+        )
+        self.message_user(request, f"{queued} document(s) queued again.")
 
     def delete_model(self, request, obj):
         try:

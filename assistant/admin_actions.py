@@ -6,13 +6,18 @@ transaction: no action without its entry. Views, the Django admin and commands c
 
 from __future__ import annotations
 
+import hashlib
+from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
+from django.conf import settings
 from django.contrib.auth.models import Group
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
 
 from ingest import services as ingest_services
+from ingest.archives import ArchiveError, ArchiveLimits, is_zip, zip_entries
 from ingest.models import Collection, CollectionGrant, Document
 
 from .audit import RequestMeta, audit_record, audit_redact_document
@@ -60,9 +65,185 @@ def document_upload(
     return document, created
 
 
-def document_reingest(*, document: Document, user=None, meta: RequestMeta | None = None) -> None:
+def document_rejected(
+    *,
+    collection: Collection,
+    name: str,
+    reason: str,
+    key: bytes,
+    source_path: str = "",
+    user=None,
+    meta: RequestMeta | None = None,
+    actor_name: str = "",
+) -> tuple[Document, bool]:
+    """Record an input refused before storing (a hostile archive entry) as a failed document."""
     with transaction.atomic():
-        ingest_services.document_reingest(document=document)
+        document, created = ingest_services.document_reject(
+            collection=collection,
+            name=name,
+            reason=reason,
+            key=key,
+            source_path=source_path,
+            user=user,
+        )
+        if created:
+            audit_record(
+                event_type=AuditEvent.Type.DOCUMENT_REJECTED,
+                actor=user,
+                actor_username=actor_name,
+                meta=meta,
+                collection_id=collection.id,
+                summary=f"Refused {document.name}",
+                payload={
+                    "collection": collection.slug,
+                    "document_id": document.id,
+                    "name": document.name,
+                    "source_path": document.source_path,
+                    "status_message": reason,
+                },
+            )
+    return document, created
+
+
+@dataclass(frozen=True)
+class UploadOutcome:
+    """What became of one uploaded file (or archive entry)."""
+
+    name: str
+    path: str  # where it came from: a file path, or "archive.zip/inner/path"
+    status: str  # the document's status, or "duplicate"
+    error: str
+    document: Document | None
+
+
+def archive_limits() -> ArchiveLimits:
+    return ArchiveLimits(
+        max_entries=settings.ZIP_MAX_ENTRIES,
+        max_total_bytes=settings.ZIP_MAX_TOTAL_BYTES,
+        max_ratio=settings.ZIP_MAX_RATIO,
+        max_entry_bytes=settings.UPLOAD_MAX_BYTES,
+    )
+
+
+def documents_upload(
+    *,
+    collection: Collection,
+    files: Iterable[tuple[str, bytes, str]],
+    user=None,
+    meta: RequestMeta | None = None,
+    enqueue: bool = True,
+    actor_name: str = "",
+) -> list[UploadOutcome]:
+    """Store a batch of files `(name, data, source_path)`; `.zip` files are unpacked (see
+    ingest/archives.py) and each entry stored on its own. Every input ends as one outcome:
+    queued (or failed at once, with the reason), or a duplicate of a document already in the
+    collection. A bad file or entry never stops the rest of the batch."""
+    outcomes: list[UploadOutcome] = []
+
+    def store(name: str, data: bytes, path: str) -> None:
+        document, created = document_upload(
+            collection=collection, name=name, data=data, user=user, meta=meta,
+            source_path=path, enqueue=enqueue, actor_name=actor_name,
+        )  # fmt: skip
+        outcomes.append(_outcome(name, path, document, duplicate=not created))
+
+    def reject(name: str, path: str, reason: str, key: bytes) -> None:
+        document, created = document_rejected(
+            collection=collection, name=name, reason=reason, key=key, source_path=path,
+            user=user, meta=meta, actor_name=actor_name,
+        )  # fmt: skip
+        outcomes.append(_outcome(name, path, document, duplicate=not created))
+
+    for name, data, source_path in files:
+        if not is_zip(name):
+            store(name, data, source_path)
+            continue
+        label = source_path or name
+        archive_key = hashlib.sha256(data).digest()
+        try:
+            for entry in zip_entries(data, archive_limits()):
+                path = f"{label}/{entry.path}"
+                if entry.data is None:
+                    reject(entry.name, path, entry.error, archive_key + entry.path.encode())
+                else:
+                    store(entry.name, entry.data, path)
+        except ArchiveError as exc:
+            reject(name, label, str(exc), archive_key)
+    return outcomes
+
+
+def _outcome(name: str, path: str, document: Document, *, duplicate: bool) -> UploadOutcome:
+    return UploadOutcome(
+        name=document.name if not duplicate else name,
+        path=path,
+        status="duplicate" if duplicate else document.status,
+        error=(
+            f"The same content is already in this collection as {document.name}."
+            if duplicate
+            else (document.status_message if document.status == "failed" else "")
+        ),
+        document=document,
+    )
+
+
+def document_cancel(*, document: Document, user=None, meta: RequestMeta | None = None) -> bool:
+    """Cancel a queued document (audited). Returns False if it was no longer queued."""
+    with transaction.atomic():
+        if not ingest_services.document_cancel(document=document):
+            return False
+        audit_record(
+            event_type=AuditEvent.Type.DOCUMENTS_CANCELLED,
+            actor=user,
+            meta=meta,
+            collection_id=document.collection_id,
+            summary=f"Cancelled {document.name}",
+            payload={"document_ids": [document.id], "names": [document.name]},
+        )
+    return True
+
+
+def collection_cancel(
+    *, collection: Collection, user=None, meta: RequestMeta | None = None, actor_name: str = ""
+) -> int:
+    """Cancel every queued document of a collection (audited). Returns how many."""
+    with transaction.atomic():
+        ids = ingest_services.collection_cancel(collection=collection)
+        if ids:
+            audit_record(
+                event_type=AuditEvent.Type.DOCUMENTS_CANCELLED,
+                actor=user,
+                actor_username=actor_name,
+                meta=meta,
+                collection_id=collection.id,
+                summary=f"Cancelled {len(ids)} queued document(s) in {collection.name}",
+                payload={"collection": collection.slug, "document_ids": ids},
+            )
+    return len(ids)
+
+
+def collection_reingest(
+    *, collection: Collection, user=None, meta: RequestMeta | None = None, actor_name: str = ""
+) -> int:
+    """Queue every stored document of a collection again (audited). Returns how many."""
+    with transaction.atomic():
+        ids = ingest_services.collection_reingest(collection=collection)
+        audit_record(
+            event_type=AuditEvent.Type.COLLECTION_REINGESTED,
+            actor=user,
+            actor_username=actor_name,
+            meta=meta,
+            collection_id=collection.id,
+            summary=f"Re-ingest {len(ids)} document(s) of {collection.name}",
+            payload={"collection": collection.slug, "document_ids": ids},
+        )
+    return len(ids)
+
+
+def document_reingest(*, document: Document, user=None, meta: RequestMeta | None = None) -> bool:
+    """Queue one document again (retry a failed one); audited. False if it cannot be."""
+    with transaction.atomic():
+        if not ingest_services.document_reingest(document=document):
+            return False
         audit_record(
             event_type=AuditEvent.Type.DOCUMENT_REINGESTED,
             actor=user,
@@ -71,6 +252,7 @@ def document_reingest(*, document: Document, user=None, meta: RequestMeta | None
             summary=f"Re-ingest {document.name}",
             payload={"document_id": document.id, "name": document.name, "sha256": document.sha256},
         )
+    return True
 
 
 def document_erase(

@@ -51,5 +51,8 @@ class MultipleFileField(forms.FileField):
 
 class UploadForm(forms.Form):
     files = MultipleFileField(
-        help_text="PDF, Word, TXT, Markdown, HTML, e-mail (.eml), PNG, JPEG, TIFF; several at once"
+        help_text=(
+            "PDF, Word, TXT, Markdown, HTML, e-mail (.eml), PNG, JPEG, TIFF; several at once, "
+            "or .zip archives of them"
+        )
     )

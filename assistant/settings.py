@@ -218,6 +218,10 @@ OCR_LANGUAGES = env_str("OCR_LANGUAGES", "eng")
 OCR_DPI = env_int("OCR_DPI", 300, minimum=72)
 OCR_PAGE_TIMEOUT = env_int("OCR_PAGE_TIMEOUT", 180, minimum=1)  # seconds
 OCR_MAX_PAGES = env_int("OCR_MAX_PAGES", 1000, minimum=0)
+# .zip uploads are unpacked one level deep within these limits (ingest/archives.py).
+ZIP_MAX_ENTRIES = env_int("ZIP_MAX_ENTRIES", 10_000, minimum=1)
+ZIP_MAX_TOTAL_BYTES = env_int("ZIP_MAX_TOTAL_BYTES", 2 * 1024 * 1024 * 1024, minimum=1)
+ZIP_MAX_RATIO = env_float("ZIP_MAX_RATIO", 200.0)
 DATA_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024
 FILE_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024
 

@@ -9,6 +9,13 @@ portal = (
     [
         path("", views.home, name="home"),
         path("collections/<slug:slug>/", views.collection_detail, name="collection"),
+        path("collections/<slug:slug>/status/", views.collection_status, name="status"),
+        path("collections/<slug:slug>/actions/", views.collection_action, name="actions"),
+        path(
+            "collections/<slug:slug>/documents/<int:pk>/actions/",
+            views.document_action,
+            name="document_actions",
+        ),
         path("ask/", views.ask, name="ask"),
         path("ask/stream/", views.ask_stream, name="ask_stream"),
         path("documents/<int:pk>/", views.document_view, name="document"),

@@ -7,7 +7,7 @@ import json
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.core.exceptions import ObjectDoesNotExist
+from django.core.exceptions import ObjectDoesNotExist, PermissionDenied
 from django.http import (
     FileResponse,
     Http404,
@@ -65,38 +65,158 @@ def collection_detail(request: HttpRequest, slug: str) -> HttpResponse:
             messages.error(request, "Too many uploads at once; wait a minute and try again.")
             return redirect("portal:collection", slug=collection.slug)
         if upload_form.is_valid():
-            added = duplicates = 0
-            for f in upload_form.cleaned_data["files"]:
-                _, created = admin_actions.document_upload(
-                    collection=collection,
-                    name=f.name,
-                    data=f.read(),
-                    user=request.user,
-                    meta=RequestMeta.from_request(request),
-                )
-                if created:
-                    added += 1
-                else:
-                    duplicates += 1
-            messages.success(
-                request,
-                f"{added} file(s) queued for ingestion"
-                + (f"; {duplicates} already in this collection" if duplicates else "")
-                + ".",
+            outcomes = admin_actions.documents_upload(
+                collection=collection,
+                files=((f.name, f.read(), "") for f in upload_form.cleaned_data["files"]),
+                user=request.user,
+                meta=RequestMeta.from_request(request),
             )
+            _upload_messages(request, outcomes)
             return redirect("portal:collection", slug=collection.slug)
     documents = list(ingest_selectors.document_list(collection=collection))
+    progress = ingest_selectors.collection_progress(collection=collection)
     return render(
         request,
         "portal/collection.html",
         {
             "collection": collection,
             "documents": documents,
-            "pending": any(d.is_pending for d in documents),
+            "progress": progress,
+            "counts": _count_rows(progress),
+            "pending": progress.pending > 0,
+            "can_manage": can_manage,
             "upload_form": upload_form,
             "ask_form": AskForm(initial={"collection": collection.slug}),
         },
     )
+
+
+def _names(outcomes, limit: int = 20) -> str:
+    names = [o.path or o.name for o in outcomes]
+    more = f" and {len(names) - limit} more" if len(names) > limit else ""
+    return ", ".join(names[:limit]) + more
+
+
+def _upload_messages(request: HttpRequest, outcomes) -> None:
+    queued = [o for o in outcomes if o.status not in {"duplicate", "failed"}]
+    duplicates = [o for o in outcomes if o.status == "duplicate"]
+    failed = [o for o in outcomes if o.status == "failed"]
+    messages.success(request, f"{len(queued)} file(s) queued for ingestion.")
+    if duplicates:
+        messages.warning(
+            request,
+            f"{len(duplicates)} duplicate(s), already in this collection, not ingested again: "
+            + _names(duplicates),
+        )
+    if failed:
+        messages.error(
+            request,
+            f"{len(failed)} file(s) refused: "
+            + "; ".join(f"{o.path or o.name}: {o.error}" for o in failed[:20])
+            + (f"; and {len(failed) - 20} more" if len(failed) > 20 else ""),
+        )
+
+
+STATUS_ORDER = ("queued", "parsing", "embedding", "ready", "failed", "cancelled")
+
+
+def _count_rows(progress) -> list[tuple[str, int]]:
+    known = [(s, progress.counts.get(s, 0)) for s in STATUS_ORDER]
+    extra = [(s, n) for s, n in sorted(progress.counts.items()) if s not in STATUS_ORDER]
+    return known + extra
+
+
+@login_required
+@require_GET
+def collection_status(request: HttpRequest, slug: str) -> JsonResponse:
+    """Every document's state and the counts, for the collection page to poll."""
+    collection = _collection_or_404(request, slug)
+    progress = ingest_selectors.collection_progress(collection=collection)
+    documents = ingest_selectors.document_list(collection=collection).values(
+        "id", "status", "status_message", "page_count", "chunk_count"
+    )
+    return JsonResponse(
+        {
+            "total": progress.total,
+            "done": progress.done,
+            "pending": progress.pending,
+            "percent": progress.percent,
+            "counts": dict(_count_rows(progress)),
+            "documents": [
+                {
+                    "id": d["id"],
+                    "status": d["status"],
+                    "label": d["status"].capitalize(),
+                    "message": d["status_message"],
+                    "pages": d["page_count"],
+                    "chunks": d["chunk_count"],
+                }
+                for d in documents
+            ],
+        }
+    )
+
+
+def _managed_collection_or_404(request: HttpRequest, slug: str):
+    collection = _collection_or_404(request, slug)
+    if (
+        not ingest_selectors.collection_list_managed(user=request.user)
+        .filter(pk=collection.pk)
+        .exists()
+    ):
+        raise Http404("No such page")
+    return collection
+
+
+@login_required
+@require_POST
+def collection_action(request: HttpRequest, slug: str) -> HttpResponse:
+    """Managers: cancel the collection's queued documents, or re-ingest all of it."""
+    collection = _managed_collection_or_404(request, slug)
+    action = request.POST.get("action")
+    meta = RequestMeta.from_request(request)
+    if action == "cancel":
+        n = admin_actions.collection_cancel(collection=collection, user=request.user, meta=meta)
+        messages.success(request, f"{n} queued document(s) cancelled.")
+    elif action == "reingest":
+        n = admin_actions.collection_reingest(collection=collection, user=request.user, meta=meta)
+        messages.success(request, f"{n} document(s) queued for ingestion again.")
+    else:
+        messages.error(request, "Unknown action.")
+    return redirect("portal:collection", slug=collection.slug)
+
+
+@login_required
+@require_POST
+def document_action(request: HttpRequest, slug: str, pk: int) -> HttpResponse:
+    """Managers: retry a failed (or cancelled) document, cancel a queued one, or erase one."""
+    collection = _managed_collection_or_404(request, slug)
+    document = collection.documents.filter(pk=pk).defer("text").first()
+    if document is None:
+        raise Http404("No such document")
+    action = request.POST.get("action")
+    meta = RequestMeta.from_request(request)
+    if action == "retry":
+        if admin_actions.document_reingest(document=document, user=request.user, meta=meta):
+            messages.success(request, f"{document.name} queued again.")
+        else:
+            messages.error(request, f"{document.name} cannot be retried: upload it again.")
+    elif action == "cancel":
+        if admin_actions.document_cancel(document=document, user=request.user, meta=meta):
+            messages.success(request, f"{document.name} cancelled.")
+        else:
+            messages.error(request, f"{document.name} is no longer queued.")
+    elif action == "delete":
+        try:
+            admin_actions.document_erase(
+                document=document, user=request.user, meta=meta, reason="deleted in the portal"
+            )
+            messages.success(request, f"{document.name} deleted with its passages.")
+        except PermissionDenied as exc:
+            messages.error(request, str(exc))
+    else:
+        messages.error(request, "Unknown action.")
+    return redirect("portal:collection", slug=collection.slug)
 
 
 def _ask_allowed(request: HttpRequest) -> bool:

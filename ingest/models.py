@@ -63,6 +63,7 @@ class Document(models.Model):
         EMBEDDING = "embedding", "Embedding"
         READY = "ready", "Ready"
         FAILED = "failed", "Failed"
+        CANCELLED = "cancelled", "Cancelled"
 
     collection = models.ForeignKey(Collection, on_delete=models.CASCADE, related_name="documents")
     name = models.CharField(max_length=255, help_text="The file name as uploaded")
@@ -113,17 +114,15 @@ class Document(models.Model):
 
     @property
     def is_pending(self) -> bool:
-        return self.status in {
-            self.Status.QUEUED,
-            self.Status.PARSING,
-            self.Status.OCR,
-            self.Status.EMBEDDING,
-        }
+        return self.status in PENDING_STATUSES
 
     @property
     def ocr_pages(self) -> list[dict]:
         """The pages whose text came from OCR, with their mean word confidence."""
         return [p for p in self.pages or [] if p.get("ocr")]
+
+
+PENDING_STATUSES = ("queued", "parsing", "ocr", "embedding")
 
 
 class Chunk(models.Model):

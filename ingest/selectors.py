@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from django.db import connection, transaction
 from django.db.models import Count, Q, QuerySet
 
-from .models import Chunk, Collection, Document
+from .models import PENDING_STATUSES, Chunk, Collection, Document
 
 
 @dataclass(frozen=True)
@@ -64,6 +64,31 @@ def collection_with_counts(*, user) -> QuerySet[Collection]:
         document_count=Count("documents", distinct=True),
         ready_count=Count("documents", filter=Q(documents__status="ready"), distinct=True),
     )
+
+
+@dataclass(frozen=True)
+class IngestProgress:
+    """How far a collection's ingestion has got: documents per status, and the share done."""
+
+    counts: dict[str, int]
+    total: int
+    done: int  # finished one way or another: ready, failed or cancelled
+
+    @property
+    def pending(self) -> int:
+        return self.total - self.done
+
+    @property
+    def percent(self) -> int:
+        return 100 if not self.total else int(100 * self.done / self.total)
+
+
+def collection_progress(*, collection: Collection) -> IngestProgress:
+    rows = collection.documents.values("status").annotate(n=Count("id")).order_by()
+    counts = {row["status"]: row["n"] for row in rows}
+    total = sum(counts.values())
+    done = sum(n for status, n in counts.items() if status not in PENDING_STATUSES)
+    return IngestProgress(counts=counts, total=total, done=done)
 
 
 def document_list(*, collection: Collection) -> QuerySet[Document]:

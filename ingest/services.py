@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,7 +24,7 @@ from django.utils.text import slugify
 
 from . import chunking, parsers
 from .embedding import get_embedder
-from .models import Chunk, Collection, Document
+from .models import PENDING_STATUSES, Chunk, Collection, Document
 from .parsers import ParsedDocument, ParseError
 
 logger = logging.getLogger(__name__)
@@ -132,6 +132,30 @@ def document_create(
     return document, True
 
 
+def document_reject(
+    *, collection: Collection, name: str, reason: str, key: bytes, source_path: str = "", user=None
+) -> tuple[Document, bool]:
+    """Record a file that was refused before it could be stored (e.g. a hostile archive entry)
+    as a failed document with `reason`, so the batch reports it. `key` identifies the refused
+    input (its hash stands in for the content's sha256, so the same refusal is not repeated).
+    """
+    digest = hashlib.sha256(b"rejected\0" + key).hexdigest()
+    existing = Document.objects.filter(collection=collection, sha256=digest).first()
+    if existing is not None:
+        return existing, False
+    document = Document.objects.create(
+        collection=collection,
+        name=Path(name.replace("\\", "/")).name[:255] or "unnamed",
+        sha256=digest,
+        size=0,
+        source_path=source_path[:1000],
+        uploaded_by=user,
+        status=Document.Status.FAILED,
+        status_message=reason,
+    )
+    return document, True
+
+
 def _set_status(document: Document, status: str, message: str = "") -> None:
     document.status = status
     document.status_message = message
@@ -231,35 +255,140 @@ def document_ingest(
 ) -> IngestResult:
     """Run the whole pipeline for one document; bad input ends as a failed document.
 
-    Safe to run again (a redelivered task): a ready document is skipped unless `force`, and
-    indexing replaces chunks atomically, so no partial or duplicate chunks can remain.
+    Safe to run again (a redelivered task): a ready or cancelled document is skipped unless
+    `force`, and indexing replaces chunks atomically, so no partial or duplicate chunks remain.
     An e-mail's attachments become documents of their own, queued for the workers, or, with
     enqueue_attachments=False, left for the caller to ingest (IngestResult.attachment_ids).
     """
-    attachment_ids: tuple[int, ...] = ()
+    return documents_ingest(
+        document_ids=[document_id], force=force, enqueue_attachments=enqueue_attachments
+    )[0]
+
+
+@dataclass
+class _Prepared:
+    """A document parsed and chunked, waiting for its vectors."""
+
+    document: Document
+    parsed: ParsedDocument
+    drafts: list[chunking.ChunkDraft]
+    started: float
+    timings: StageTimings
+
+
+def documents_ingest(
+    *,
+    document_ids: list[int],
+    force: bool = False,
+    embed_batch: int = 512,
+    on_done: Callable[[IngestResult], None] | None = None,
+    enqueue_attachments: bool = True,
+) -> list[IngestResult]:
+    """Ingest several documents, embedding their chunks together.
+
+    Documents are parsed and chunked one by one; their chunks are embedded in calls of at least
+    `embed_batch` texts across documents (fewer, larger calls: the embedder groups texts of
+    similar length, so less padding), then each document is indexed in its own transaction.
+    Each document ends ready or failed on its own; `on_done` hears of each as it finishes.
+    Results come back in the order of `document_ids`.
+    """
+    results: dict[int, IngestResult] = {}
+    waiting: list[_Prepared] = []
+
+    def finish(result: IngestResult) -> None:
+        results[result.document_id] = result
+        if on_done is not None:
+            on_done(result)
+
+    def flush() -> None:
+        if not waiting:
+            return
+        texts = [d.text for p in waiting for d in p.drafts]
+        try:
+            embedder = get_embedder()
+            started = time.perf_counter()
+            vectors = embedder.embed(texts)
+            share = (time.perf_counter() - started) / max(len(texts), 1)
+        except Exception as exc:
+            logger.exception("embedding failed for documents %s", [p.document.id for p in waiting])
+            for p in waiting:
+                finish(_fail(p.document, p.started, p.timings, _internal(exc)))
+            waiting.clear()
+            return
+        offset = 0
+        for p in waiting:
+            n = len(p.drafts)
+            p.timings.embed += share * n
+            finish(
+                _index(
+                    p,
+                    vectors[offset : offset + n],
+                    embedder.name,
+                    enqueue_attachments=enqueue_attachments,
+                )
+            )
+            offset += n
+        waiting.clear()
+
+    for document_id in document_ids:
+        prepared = _prepare(document_id, force=force)
+        if isinstance(prepared, IngestResult):
+            finish(prepared)
+            continue
+        waiting.append(prepared)
+        if sum(len(p.drafts) for p in waiting) >= embed_batch:
+            flush()
+    flush()
+    return [results[i] for i in document_ids]
+
+
+def _result(
+    document: Document,
+    started: float,
+    timings: StageTimings,
+    attachment_ids: tuple[int, ...] = (),
+) -> IngestResult:
+    document.refresh_from_db(fields=["status", "page_count", "chunk_count", "status_message"])
+    return IngestResult(
+        document_id=document.id,
+        status=document.status,
+        pages=document.page_count,
+        chunks=document.chunk_count,
+        error=document.status_message if document.status == "failed" else "",
+        seconds=time.monotonic() - started,
+        timings=timings,
+        attachment_ids=attachment_ids,
+    )
+
+
+def _internal(exc: Exception) -> str:
+    return f"Internal error while ingesting ({type(exc).__name__}); see the worker log."
+
+
+def _fail(document: Document, started: float, timings: StageTimings, message: str):
+    _set_status(document, Document.Status.FAILED, message)
+    return _result(document, started, timings)
+
+
+def _prepare(document_id: int, *, force: bool) -> _Prepared | IngestResult:
+    """Claim, parse and chunk one document; an IngestResult when it goes no further."""
     started = time.monotonic()
     timings = StageTimings()
-    document = Document.objects.select_related("collection").get(pk=document_id)
-
-    def result(error: str = "") -> IngestResult:
-        document.refresh_from_db(fields=["status", "page_count", "chunk_count", "status_message"])
-        return IngestResult(
-            document_id=document.id,
-            status=document.status,
-            pages=document.page_count,
-            chunks=document.chunk_count,
-            error=error or (document.status_message if document.status == "failed" else ""),
-            seconds=time.monotonic() - started,
-            timings=timings,
-            attachment_ids=attachment_ids,
-        )
-
-    if document.status == Document.Status.READY and not force:
-        return result()
+    document = Document.objects.select_related("collection").defer("text").get(pk=document_id)
     if document.status == Document.Status.FAILED and not document.file:
-        return result()  # rejected at upload (e.g. too large); nothing to parse
+        return _result(document, started, timings)  # refused at upload; nothing to parse
+    # Claim the document: only pending work (or, with `force`, a finished document) moves on.
+    # A cancelled or already-ready document is left as it is, so a redelivered or cancelled
+    # task does nothing.
+    claimable = list(PENDING_STATUSES)
+    if force:
+        claimable += [Document.Status.READY, Document.Status.FAILED, Document.Status.CANCELLED]
+    claimed = Document.objects.filter(pk=document.pk, status__in=claimable).update(
+        status=Document.Status.PARSING, status_message="", updated_at=timezone.now()
+    )
+    if not claimed:
+        return _result(document, started, timings)
     try:
-        _set_status(document, Document.Status.PARSING)
         with timings.stage("parse"):
             with document.file.open("rb") as handle:
                 data = handle.read()
@@ -277,46 +406,41 @@ def document_ingest(
             )
         if not drafts:
             raise ParseError("The file contains no text.")
-        _set_status(document, Document.Status.EMBEDDING)
-        embedder = get_embedder()
-        with timings.stage("embed"):
-            vectors = embedder.embed([d.text for d in drafts])
+    except ParseError as exc:
+        logger.info("document %s failed: %s", document.id, exc)
+        return _fail(document, started, timings, str(exc))
+    except FileNotFoundError:
+        return _fail(document, started, timings, "The stored file is missing.")
+    except Exception as exc:
+        logger.exception("unexpected error ingesting document %s", document.id)
+        return _fail(document, started, timings, _internal(exc))
+    _set_status(document, Document.Status.EMBEDDING)
+    return _Prepared(document, parsed, drafts, started, timings)
+
+
+def _index(
+    prepared: _Prepared, vectors: list[list[float]], model: str, *, enqueue_attachments: bool
+) -> IngestResult:
+    document, timings = prepared.document, prepared.timings
+    try:
         with timings.stage("write"):
             attachment_ids = document_index(
                 document=document,
-                parsed=parsed,
-                drafts=drafts,
+                parsed=prepared.parsed,
+                drafts=prepared.drafts,
                 vectors=vectors,
-                embedding_model=embedder.name,
+                embedding_model=model,
                 enqueue_attachments=enqueue_attachments,
             )
-    except ParseError as exc:
-        _set_status(document, Document.Status.FAILED, str(exc))
-        logger.info("document %s failed: %s", document.id, exc)
-    except FileNotFoundError:
-        _set_status(document, Document.Status.FAILED, "The stored file is missing.")
     except Exception as exc:
-        logger.exception("unexpected error ingesting document %s", document.id)
-        _set_status(
-            document,
-            Document.Status.FAILED,
-            f"Internal error while ingesting ({type(exc).__name__}); see the worker log.",
-        )
-    return result()
+        logger.exception("unexpected error indexing document %s", document.id)
+        return _fail(document, prepared.started, timings, _internal(exc))
+    return _result(document, prepared.started, timings, attachment_ids)
 
 
 def document_requeue_unfinished() -> int:
     """Enqueue every document left queued or half-processed (idempotent: see document_ingest)."""
-    ids = list(
-        Document.objects.filter(
-            status__in=[
-                Document.Status.QUEUED,
-                Document.Status.PARSING,
-                Document.Status.OCR,
-                Document.Status.EMBEDDING,
-            ]
-        ).values_list("id", flat=True)
-    )
+    ids = list(Document.objects.filter(status__in=PENDING_STATUSES).values_list("id", flat=True))
     with transaction.atomic():
         for document_id in ids:
             _enqueue(document_id)
@@ -345,12 +469,65 @@ def document_delete(*, document: Document) -> None:
             transaction.on_commit(lambda name=name: storage.delete(name))
 
 
-def document_reingest(*, document: Document) -> None:
-    """Queue a document to be parsed, chunked and embedded again (its chunks are replaced)."""
-    Document.objects.filter(pk=document.pk).update(
-        status=Document.Status.QUEUED, status_message="", updated_at=timezone.now()
+def document_reingest(*, document: Document) -> bool:
+    """Queue a document to be parsed, chunked and embedded again (its chunks are replaced).
+
+    Returns False (and does nothing) for a document without a stored file (refused at upload)
+    or one already waiting or in progress."""
+    if not document.file:
+        return False
+    updated = (
+        Document.objects.filter(pk=document.pk)
+        .exclude(status__in=PENDING_STATUSES)
+        .update(status=Document.Status.QUEUED, status_message="", updated_at=timezone.now())
     )
-    _enqueue(document.id)
+    if updated:
+        _enqueue(document.id)
+    return bool(updated)
+
+
+def document_cancel(*, document: Document) -> bool:
+    """Cancel a queued document: its task, when a worker takes it, finds it cancelled and skips
+    it. Work already started is not interrupted. Returns whether the document was queued."""
+    return bool(
+        Document.objects.filter(pk=document.pk, status=Document.Status.QUEUED).update(
+            status=Document.Status.CANCELLED,
+            status_message="Cancelled before ingestion started.",
+            updated_at=timezone.now(),
+        )
+    )
+
+
+def collection_reingest(*, collection: Collection) -> list[int]:
+    """Queue every stored, not-pending document of the collection again; returns their ids."""
+    ids = list(
+        collection.documents.exclude(status__in=PENDING_STATUSES)
+        .exclude(file="")
+        .values_list("id", flat=True)
+    )
+    with transaction.atomic():
+        Document.objects.filter(id__in=ids).update(
+            status=Document.Status.QUEUED, status_message="", updated_at=timezone.now()
+        )
+        for document_id in ids:
+            _enqueue(document_id)
+    return ids
+
+
+def collection_cancel(*, collection: Collection) -> list[int]:
+    """Cancel every queued document of the collection; returns their ids."""
+    with transaction.atomic():
+        ids = list(
+            collection.documents.select_for_update()
+            .filter(status=Document.Status.QUEUED)
+            .values_list("id", flat=True)
+        )
+        Document.objects.filter(id__in=ids, status=Document.Status.QUEUED).update(
+            status=Document.Status.CANCELLED,
+            status_message="Cancelled before ingestion started.",
+            updated_at=timezone.now(),
+        )
+    return ids
 
 
 def chunk_statistics_refresh() -> None:
@@ -359,3 +536,39 @@ def chunk_statistics_refresh() -> None:
     ANALYZE last counted (see ingest/selectors.py)."""
     with connection.cursor() as cursor:
         cursor.execute("ANALYZE ingest_chunk")
+
+
+def chunks_reembed(
+    *,
+    batch_size: int = 256,
+    collection: Collection | None = None,
+    on_batch: Callable[[int, int], None] | None = None,
+) -> int:
+    """Re-embed, in batches, every chunk whose vector came from another model than this
+    process's embedder (after EMBEDDING_MODEL changed), and store the model's name with each.
+
+    Each batch commits on its own, so the work can be stopped and resumed (what is done stays
+    done); until it finishes, retrieval sees some vectors of each model. `on_batch(done, total)`
+    hears of progress. Returns how many chunks were re-embedded.
+    """
+    embedder = get_embedder()
+    stale = Chunk.objects.exclude(embedding_model=embedder.name)
+    if collection is not None:
+        stale = stale.filter(collection=collection)
+    total = stale.count()
+    done = last_id = 0
+    while True:
+        batch = list(stale.filter(id__gt=last_id).order_by("id").only("id", "text")[:batch_size])
+        if not batch:
+            break
+        vectors = embedder.embed([c.text for c in batch])
+        for chunk, vector in zip(batch, vectors, strict=True):
+            chunk.embedding = vector
+            chunk.embedding_model = embedder.name
+        with transaction.atomic():
+            Chunk.objects.bulk_update(batch, ["embedding", "embedding_model"])
+        last_id = batch[-1].id
+        done += len(batch)
+        if on_batch is not None:
+            on_batch(done, total)
+    return done

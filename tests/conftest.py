@@ -79,19 +79,19 @@ def _test_database_url() -> str:
     return urlunsplit(parts._replace(path="/" + quote(connection.settings_dict["NAME"])))
 
 
-@pytest.fixture(scope="session")
-def celery_worker(django_db_setup, django_db_blocker, tmp_path_factory):
-    """A real Celery worker process (prefork, one child) on the test database."""
-    with django_db_blocker.unblock():
-        url = _test_database_url()
+def start_worker(
+    log: Path, *, name: str, queues: str = "", env_extra: dict[str, str] | None = None
+):
+    """Start a real Celery worker process (prefork, one child) on the test database and wait
+    until it answers a ping. Stop it with `embedded.stop` (or kill its process group)."""
     env = dict(os.environ)
-    env.update(DATABASE_URL=url, DJANGO_SETTINGS_MODULE="assistant.settings")
-    log = tmp_path_factory.mktemp("worker") / "worker.log"
+    env.update(DATABASE_URL=_test_database_url(), DJANGO_SETTINGS_MODULE="assistant.settings")
+    env.update(env_extra or {})
     proc = embedded.spawn(
         [
             str(Path(sys.executable).parent / "celery"), "-A", "assistant", "worker",
             "--loglevel", "INFO", "--concurrency", "1", "--without-gossip", "--without-mingle",
-            "-n", f"test-{os.getpid()}@%h",
+            "-n", name, *(["-Q", queues] if queues else []),
         ],
         env=env,
         log=log,
@@ -99,10 +99,21 @@ def celery_worker(django_db_setup, django_db_blocker, tmp_path_factory):
     from assistant.celery import app
 
     deadline = time.monotonic() + 60
-    while not app.control.ping(timeout=0.5):
+    while not app.control.ping(destination=[name], timeout=0.5):
         if proc.poll() is not None or time.monotonic() > deadline:
             embedded.stop(proc)
             pytest.fail("Celery worker did not start:\n" + log.read_text()[-3000:])
+    return proc
+
+
+@pytest.fixture(scope="session")
+def celery_worker(django_db_setup, django_db_blocker, tmp_path_factory):
+    """A real Celery worker process (prefork, one child) on the test database."""
+    import socket
+
+    log = tmp_path_factory.mktemp("worker") / "worker.log"
+    with django_db_blocker.unblock():
+        proc = start_worker(log, name=f"test-{os.getpid()}@{socket.gethostname()}")
     yield proc
     embedded.stop(proc, timeout=20)
 

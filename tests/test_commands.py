@@ -117,3 +117,29 @@ def test_worker_queues_and_ingests_email_attachments(celery_worker, tmp_path):
     )
     pdf = message.attachments.get(name="lease.pdf")
     assert pdf.page_count == 2 and pdf.chunk_count > 0
+
+
+def test_ingest_a_folder_with_a_zip_shows_progress_and_reports_each_entry(tmp_path):
+    """Issue 3: `ingest` takes folders, files and zips; bad entries fail, the rest lands."""
+    import io
+    import zipfile
+
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("leave/annual.txt", "Staff receive 25 days of annual leave.")
+        archive.writestr("../outside.txt", "escape")
+        archive.writestr("bomb.txt", "0" * 3_000_000)
+    folder = tmp_path / "load"
+    folder.mkdir()
+    (folder / "bundle.zip").write_bytes(buffer.getvalue())
+    (folder / "sick.txt").write_text("Sick leave needs a note after three days.")
+    done = run_manage("ingest", str(folder), "--collection", "hr", "--create", "--sync")
+    assert done.returncode == 0, done.stderr
+    assert "4 file(s), 2 failed, 0 duplicate(s)" in done.stdout
+    assert "climbs out of the archive" in done.stdout and "zip bomb" in done.stdout
+    bars = [line for line in done.stderr.splitlines() if line.startswith("[")]
+    assert bars[0].startswith("[" + "." * 30 + "]") or "0/4" in bars[0] or "2/4" in bars[0]
+    assert bars[-1].startswith("[" + "#" * 30 + "] 4/4 100%") and "ready 2" in bars[-1]
+    again = run_manage("ingest", str(folder), "--collection", "hr", "--sync", "--json")
+    statuses = [d["status"] for d in json.loads(again.stdout)["documents"]]
+    assert statuses == ["duplicate"] * 4

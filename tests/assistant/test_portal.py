@@ -121,3 +121,78 @@ def test_feedback_is_stored_and_audited(client, plain_user, settings):
     other = type(plain_user).objects.create_user(username="someone", password="Someone-Pass-2026!")
     client.force_login(other)
     assert client.post(url, {"helpful": "yes"}).status_code == 404
+
+
+def test_multi_file_and_zip_upload_report_duplicates_and_refusals(client, admin_user):
+    """Issue 3: several files and a .zip in one upload; duplicates and bad entries are named."""
+    import io
+    import zipfile
+
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    collection = make_collection("Policies", "policies")
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("handbook/visitors.txt", b"Visitors sign in at reception.")
+        archive.writestr("../escape.txt", b"nope")
+        archive.writestr("badges.txt", b"Staff must wear badges.")  # same bytes as below
+    client.force_login(admin_user)
+    response = client.post(
+        reverse("portal:collection", args=["policies"]),
+        {
+            "files": [
+                SimpleUploadedFile("badges.txt", b"Staff must wear badges."),
+                SimpleUploadedFile("bundle.zip", buffer.getvalue()),
+            ]
+        },
+        follow=True,
+    )
+    html = response.content.decode()
+    assert response.status_code == 200
+    assert "2 file(s) queued" in html
+    assert "1 duplicate(s)" in html and "bundle.zip/badges.txt" in html
+    assert "1 file(s) refused" in html and "climbs out of the archive" in html
+    statuses = sorted(
+        Document.objects.filter(collection=collection).values_list("status", flat=True)
+    )
+    assert statuses == ["failed", "queued", "queued"]
+    # The page shows every document's state, the counts and the progress bar.
+    assert 'id="progress-bar"' in html and 'data-count="queued">2<' in html
+    assert 'data-count="failed">1<' in html
+    status = client.get(reverse("portal:status", args=["policies"])).json()
+    assert status["total"] == 3 and status["done"] == 1 and status["percent"] == 33
+    assert {d["status"] for d in status["documents"]} == {"queued", "failed"}
+
+
+def test_manager_buttons_cancel_retry_and_need_manage_access(client, admin_user, plain_user):
+    from assistant.models import AuditEvent
+
+    collection = make_collection("Policies", "policies")
+    grant(collection, plain_user)  # read only
+    from ingest.services import document_create
+
+    document, _ = document_create(
+        collection=collection, name="a.txt", data=b"Queued text.", enqueue=False
+    )
+    url = reverse("portal:document_actions", args=["policies", document.id])
+    client.force_login(plain_user)
+    assert client.post(url, {"action": "cancel"}).status_code == 404
+    assert client.get(reverse("portal:status", args=["policies"])).status_code == 200
+    client.force_login(admin_user)
+    client.post(url, {"action": "cancel"})
+    document.refresh_from_db()
+    assert document.status == "cancelled"
+    client.post(url, {"action": "retry"})
+    document.refresh_from_db()
+    assert document.status == "queued"
+    client.post(reverse("portal:actions", args=["policies"]), {"action": "cancel"})
+    document.refresh_from_db()
+    assert document.status == "cancelled"
+    types = list(AuditEvent.objects.order_by("id").values_list("event_type", flat=True))
+    assert types[-3:] == ["documents.cancelled", "document.reingested", "documents.cancelled"]
+    # CSRF is enforced on the buttons.
+    from django.test import Client
+
+    strict = Client(enforce_csrf_checks=True)
+    strict.force_login(admin_user)
+    assert strict.post(url, {"action": "retry"}).status_code == 403

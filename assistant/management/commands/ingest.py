@@ -1,9 +1,10 @@
-"""Ingest files or folders into a collection.
+"""Ingest files, folders or .zip archives into a collection.
 
     python manage.py ingest PATH... --collection SLUG [--create] [--sync] [--json]
 
-By default documents are queued for the Celery workers and the command waits for them;
---sync runs the same pipeline in this process (no broker needed).
+By default documents are queued for the Celery workers and the command waits for them,
+drawing a progress bar; --sync runs the same pipeline in this process (no broker needed),
+embedding several documents' passages together.
 """
 
 from __future__ import annotations
@@ -12,15 +13,18 @@ import getpass
 import json
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
-from assistant.admin_actions import collection_saved, document_upload
+from assistant.admin_actions import UploadOutcome, collection_saved, documents_upload
 from ingest.models import Collection, Document
-from ingest.services import collection_get_or_create, document_ingest
+from ingest.services import collection_get_or_create, documents_ingest
 
 SKIP_NAMES = {".DS_Store", "Thumbs.db"}
+BAR_WIDTH = 30
+PENDING = {"queued", "parsing", "ocr", "embedding"}
 
 
 def _files(paths: list[str]) -> list[Path]:
@@ -40,8 +44,20 @@ def _files(paths: list[str]) -> list[Path]:
     return found
 
 
+def progress_line(done: int, total: int, counts: Counter, elapsed: float) -> str:
+    """One line of the terminal progress bar: `[####......] 12/40 30% ready 10, failed 2`."""
+    filled = int(BAR_WIDTH * done / max(total, 1))
+    bar = "#" * filled + "." * (BAR_WIDTH - filled)
+    states = ", ".join(f"{status} {n}" for status, n in sorted(counts.items()) if n)
+    percent = 100 * done // max(total, 1)
+    return f"[{bar}] {done}/{total} {percent}% {states} ({elapsed:.0f} s)"
+
+
 class Command(BaseCommand):
-    help = "Ingest files or folders (PDF, DOCX, TXT, Markdown, HTML, EML, images)."
+    help = (
+        "Ingest files, folders or .zip archives (PDF, DOCX, TXT, Markdown, HTML, EML, images) "
+        "into a collection."
+    )
 
     def add_arguments(self, parser) -> None:
         parser.add_argument("paths", nargs="+", metavar="PATH")
@@ -52,7 +68,8 @@ class Command(BaseCommand):
         parser.add_argument("--timeout", type=float, default=3600, help="seconds to wait")
 
     def handle(self, *args, paths, collection, create, sync, json: bool, timeout, **options):
-        started = time.monotonic()
+        self.started = time.monotonic()
+        self.quiet = json
         existed = Collection.objects.filter(slug=collection).exists()
         try:
             target = collection_get_or_create(slug=collection, create=create)
@@ -61,79 +78,117 @@ class Command(BaseCommand):
         actor = f"cli:{getpass.getuser()}"
         if not existed:
             collection_saved(collection=target, created=True, changes={}, actor_name=actor)
-        files = _files(paths)
         rows: list[dict] = []
-        waiting: dict[int, dict] = {}
-        for index, path in enumerate(files, start=1):
-            try:
-                data = path.read_bytes()
-            except OSError as exc:
-                rows.append(self._row(path, None, error=f"Cannot read the file: {exc.strerror}"))
-                continue
-            document, created = document_upload(
-                collection=target,
-                name=path.name,
-                data=data,
-                source_path=str(path.resolve()),
-                enqueue=not sync,
-                actor_name=actor,
-            )
-            row = self._row(path, document, duplicate=not created)
+        files = _files(paths)  # a missing path is an error before anything is stored
+
+        def inputs():  # read one file at a time: a folder may not fit in memory
+            for path in files:
+                try:
+                    yield path.name, path.read_bytes(), str(path.resolve())
+                except OSError as exc:
+                    rows.append(_row_failed(path, f"Cannot read the file: {exc.strerror}"))
+
+        outcomes = documents_upload(
+            collection=target, files=inputs(), enqueue=not sync, actor_name=actor
+        )
+        by_document: dict[int, dict] = {}
+        for outcome in outcomes:
+            row = _row(outcome)
             rows.append(row)
-            if created and sync:
-                pending = [document.id]
-                while pending:  # an e-mail's attachments are ingested here too
-                    result = document_ingest(document_id=pending.pop(0), enqueue_attachments=False)
-                    pending.extend(result.attachment_ids)
-                document.refresh_from_db()
-                row.update(self._row(path, document))
-                self._progress(index, len(files), row, quiet=json)
-            elif created and document.is_pending:
-                waiting[document.id] = row
-            else:
-                self._progress(index, len(files), row, quiet=json)
-        deadline = time.monotonic() + timeout
-        while waiting:
-            if time.monotonic() > deadline:
-                raise CommandError(f"{len(waiting)} document(s) still pending after {timeout}s")
-            time.sleep(0.5)
-            for document in Document.objects.filter(id__in=list(waiting)).defer("text"):
-                if not document.is_pending:
-                    row = waiting.pop(document.id)
-                    row.update(self._row(Path(row["path"]), document))
-                    self._progress(len(rows) - len(waiting), len(files), row, quiet=json)
-        report = {"documents": rows, "seconds": round(time.monotonic() - started, 3)}
+            if outcome.document is not None and outcome.status not in {"duplicate", "failed"}:
+                by_document[outcome.document.id] = row
+        self.rows = rows
+        self._draw()
+        if sync:
+            attachments: list[int] = []
+
+            def finished(result) -> None:
+                attachments.extend(result.attachment_ids)
+                row = by_document.pop(result.document_id, None)
+                if row is None:
+                    return  # an e-mail attachment: ingested here, reported with its message
+                row.update(
+                    status=result.status, pages=result.pages, chunks=result.chunks,
+                    error=result.error,
+                )  # fmt: skip
+                self._draw()
+
+            pending = list(by_document)
+            while pending:  # an e-mail's attachments are ingested here too
+                documents_ingest(document_ids=pending, on_done=finished, enqueue_attachments=False)
+                pending, attachments[:] = list(attachments), []
+        else:
+            self._wait(by_document, timeout)
+        if not self.quiet and self.stderr.isatty():
+            self.stderr.write("")  # end the progress line
+        for row in rows:
+            row.pop("id", None)
+        report = {"documents": rows, "seconds": round(time.monotonic() - self.started, 3)}
         if json:
             self.stdout.write(_json_dumps(report))
         else:
             failed = sum(1 for r in rows if r["status"] == "failed")
-            self.stdout.write(f"{len(rows)} file(s), {failed} failed, in {report['seconds']:.1f} s")
+            duplicates = sum(1 for r in rows if r["status"] == "duplicate")
+            self.stdout.write(
+                f"{len(rows)} file(s), {failed} failed, {duplicates} duplicate(s), "
+                f"in {report['seconds']:.1f} s"
+            )
+            for r in rows:
+                if r["status"] in {"failed", "duplicate"}:
+                    self.stdout.write(f"  {r['status']}: {r['path']}: {r['error']}")
 
-    @staticmethod
-    def _row(path: Path, document: Document | None, *, duplicate: bool = False, error: str = ""):
-        if document is None:
-            return {"path": str(path), "name": path.name, "status": "failed", "pages": None,
-                    "chunks": 0, "error": error}  # fmt: skip
-        return {
-            "path": str(path),
-            "name": document.name,
-            "status": "duplicate" if duplicate else document.status,
-            "pages": document.page_count,
-            "chunks": document.chunk_count,
-            "error": document.status_message if document.status == "failed" else "",
-        }
+    def _wait(self, pending: dict[int, dict], timeout: float) -> None:
+        """Poll the documents' states until none is pending, redrawing the bar."""
+        deadline = time.monotonic() + timeout
+        while pending:
+            if time.monotonic() > deadline:
+                raise CommandError(f"{len(pending)} document(s) still pending after {timeout}s")
+            time.sleep(0.5)
+            for document in Document.objects.filter(id__in=list(pending)).defer("text"):
+                pending[document.id].update(_row_document(document))
+                if not document.is_pending:
+                    del pending[document.id]
+            self._draw()
 
-    def _progress(self, done: int, total: int, row: dict, *, quiet: bool) -> None:
-        if quiet:
+    def _draw(self) -> None:
+        if self.quiet:
             return
-        width = 30
-        filled = int(width * done / max(total, 1))
-        bar = "#" * filled + "." * (width - filled)
-        line = f"[{bar}] {done}/{total} {row['name']}: {row['status']}"
-        if row["error"]:
-            line += f" ({row['error']})"
-        self.stderr.write(line)
+        counts = Counter(r["status"] for r in self.rows)
+        done = sum(n for status, n in counts.items() if status not in PENDING)
+        line = progress_line(done, len(self.rows), counts, time.monotonic() - self.started)
+        # On a terminal the bar redraws in place; in a log file each update is its own line.
+        if self.stderr.isatty():
+            self.stderr.write("\r" + line, ending="")
+        else:
+            self.stderr.write(line)
         sys.stderr.flush()
+
+
+def _row(outcome: UploadOutcome) -> dict:
+    document = outcome.document
+    return {
+        "id": document.id if document is not None else None,
+        "path": outcome.path,
+        "name": outcome.name,
+        "status": outcome.status,
+        "pages": document.page_count if document is not None else None,
+        "chunks": document.chunk_count if document is not None else 0,
+        "error": outcome.error,
+    }
+
+
+def _row_document(document: Document) -> dict:
+    return {
+        "status": document.status,
+        "pages": document.page_count,
+        "chunks": document.chunk_count,
+        "error": document.status_message if document.status == "failed" else "",
+    }
+
+
+def _row_failed(path: Path, error: str) -> dict:
+    return {"id": None, "path": str(path), "name": path.name, "status": "failed",
+            "pages": None, "chunks": 0, "error": error}  # fmt: skip
 
 
 def _json_dumps(value) -> str:
