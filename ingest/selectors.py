@@ -102,10 +102,7 @@ vec AS (
 )"""
 _FTS_CTE = """
 stats AS (
-    SELECT most_common_elems::text::text[] AS elems, most_common_elem_freqs AS freqs
-    FROM pg_stats
-    WHERE schemaname = current_schema() AND tablename = 'ingest_chunk'
-      AND attname = 'search_vector'
+    SELECT elems, freqs FROM attest_chunk_term_stats(current_schema())
 ), terms AS (
     SELECT array_to_tsvector(ARRAY[t.lexeme])::text::tsquery AS tq,
            -ln(GREATEST(COALESCE(

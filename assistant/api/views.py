@@ -22,6 +22,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from ingest import row_security
 from ingest import selectors as ingest_selectors
 
 from .. import admin_actions, compliance, selectors, services, throttle
@@ -62,7 +63,12 @@ def _may_manage(user, collection) -> bool:
 
 
 class AttestAPIView(APIView):
-    """Base class: token auth, JSON errors (settings.REST_FRAMEWORK)."""
+    """Base class: token auth, JSON errors (settings.REST_FRAMEWORK). Once the token is
+    authenticated, the database session is limited to the token user's collections (RLS)."""
+
+    def initial(self, request, *args, **kwargs) -> None:
+        super().initial(request, *args, **kwargs)
+        row_security.apply(request.user)
 
 
 class AskView(AttestAPIView):
