@@ -340,3 +340,43 @@ SPECTACULAR_SETTINGS = {
 
 # PostgreSQL row-level security for web requests (ingest/row_security.py): auto, on or off.
 DB_ROW_SECURITY = env_choice("DB_ROW_SECURITY", "auto", {"auto", "on", "off"})
+
+# --- Single sign-on (OpenID Connect, optional; assistant/oidc.py) -----------------------------
+# On when OIDC_RP_CLIENT_ID is set; then the OP endpoints are required.
+OIDC_RP_CLIENT_ID = env_str("OIDC_RP_CLIENT_ID")
+OIDC_ENABLED = bool(OIDC_RP_CLIENT_ID)
+AUTHENTICATION_BACKENDS = ["django.contrib.auth.backends.ModelBackend"]
+if OIDC_ENABLED:
+    OIDC_RP_CLIENT_SECRET = env_str("OIDC_RP_CLIENT_SECRET")
+    OIDC_RP_SIGN_ALGO = env_str("OIDC_RP_SIGN_ALGO", "RS256")
+    OIDC_RP_SCOPES = env_str("OIDC_RP_SCOPES", "openid email profile")
+    _OIDC_REQUIRED = ["OIDC_OP_AUTHORIZATION_ENDPOINT", "OIDC_OP_TOKEN_ENDPOINT"]
+    _OIDC_REQUIRED += ["OIDC_OP_USER_ENDPOINT"]
+    if OIDC_RP_SIGN_ALGO.startswith(("RS", "ES")):
+        _OIDC_REQUIRED.append("OIDC_OP_JWKS_ENDPOINT")
+    for _name in _OIDC_REQUIRED:
+        if not env_str(_name):
+            raise ImproperlyConfigured(f"OIDC_RP_CLIENT_ID is set, so {_name} is required")
+    OIDC_OP_AUTHORIZATION_ENDPOINT = env_str("OIDC_OP_AUTHORIZATION_ENDPOINT")
+    OIDC_OP_TOKEN_ENDPOINT = env_str("OIDC_OP_TOKEN_ENDPOINT")
+    OIDC_OP_USER_ENDPOINT = env_str("OIDC_OP_USER_ENDPOINT")
+    OIDC_OP_JWKS_ENDPOINT = env_str("OIDC_OP_JWKS_ENDPOINT")
+    OIDC_OP_LOGOUT_ENDPOINT = env_str("OIDC_OP_LOGOUT_ENDPOINT")
+    OIDC_USERNAME_CLAIM = env_str("OIDC_USERNAME_CLAIM", "preferred_username")
+    OIDC_GROUPS_CLAIM = env_str("OIDC_GROUPS_CLAIM", "groups")
+    OIDC_DEFAULT_ROLE = env_choice("OIDC_DEFAULT_ROLE", "", {"", "user", "compliance", "admin"})
+    try:
+        from assistant.oidc_claims import parse_role_map
+
+        OIDC_ROLE_MAP = parse_role_map(env_str("OIDC_ROLE_MAP"))
+    except ValueError as exc:
+        raise ImproperlyConfigured(f"OIDC_ROLE_MAP: {exc}") from exc
+    OIDC_RP_IDP_SIGN_KEY = None
+    OIDC_RENEW_ID_TOKEN_EXPIRY_SECONDS = env_int("OIDC_RENEW_SECONDS", 15 * 60, minimum=60)
+    INSTALLED_APPS.append("mozilla_django_oidc")
+    AUTHENTICATION_BACKENDS.insert(0, "assistant.oidc.AttestOIDCBackend")
+    LOGIN_REDIRECT_URL_FAILURE = "/accounts/login/?sso=failed"
+# Sessions end SESSION_COOKIE_AGE after sign-in; with SESSION_IDLE_EXPIRY, after that long
+# without a request instead; with SESSION_EXPIRE_AT_BROWSER_CLOSE, also when the browser closes.
+SESSION_SAVE_EVERY_REQUEST = env_bool("SESSION_IDLE_EXPIRY", False)
+SESSION_EXPIRE_AT_BROWSER_CLOSE = env_bool("SESSION_EXPIRE_AT_BROWSER_CLOSE", False)
