@@ -53,6 +53,14 @@ class Answer(models.Model):
     )
     created_at = models.DateTimeField(auto_now_add=True)
 
+    class Meta:
+        permissions = [
+            (
+                "view_identifiers",
+                "Can see identifiers (e-mail, phone, SSN, MRN, date of birth) unredacted",
+            )
+        ]
+
     def __str__(self) -> str:
         return self.text[:80]
 

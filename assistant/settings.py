@@ -380,3 +380,7 @@ if OIDC_ENABLED:
 # without a request instead; with SESSION_EXPIRE_AT_BROWSER_CLOSE, also when the browser closes.
 SESSION_SAVE_EVERY_REQUEST = env_bool("SESSION_IDLE_EXPIRY", False)
 SESSION_EXPIRE_AT_BROWSER_CLOSE = env_bool("SESSION_EXPIRE_AT_BROWSER_CLOSE", False)
+
+# Redact e-mail addresses, phone numbers, SSNs, MRNs and dates of birth in what users without
+# the assistant.view_identifiers permission see (assistant/redaction.py). Stored text is kept.
+REDACT_IDENTIFIERS = env_bool("REDACT_IDENTIFIERS", False)

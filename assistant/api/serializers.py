@@ -9,6 +9,8 @@ from rest_framework import serializers
 from ingest.models import Collection, Document
 
 from ..models import Answer, AuditEvent
+from ..redaction import redact as redact_text
+from ..redaction import redact_value
 
 
 class AskRequest(serializers.Serializer):
@@ -117,7 +119,20 @@ class ErrorOut(serializers.Serializer):
     status = serializers.IntegerField()
 
 
-def answer_data(answer: Answer) -> dict[str, Any]:
+def answer_data(answer: Answer, *, redact: bool = False) -> dict[str, Any]:
+    """The answer as the API returns it; with `redact`, identifiers in the answer, its
+    sentences and its passages are replaced (the question is the asker's own text)."""
+    data = _answer_data(answer)
+    if redact:
+        data["answer"] = redact_text(data["answer"])
+        data["unsupported"] = redact_value(data["unsupported"])
+        for c in data["citations"]:
+            c["text"] = redact_text(c["text"])
+        data["identifiers_redacted"] = True
+    return data
+
+
+def _answer_data(answer: Answer) -> dict[str, Any]:
     question = answer.question
     return {
         "question_id": question.id,

@@ -29,6 +29,7 @@ from .. import admin_actions, compliance, selectors, services, throttle
 from ..audit import RequestMeta, audit_record
 from ..compliance_views import PERMISSION as REVIEW_PERMISSION
 from ..models import AuditEvent
+from ..redaction import must_redact, redact_row
 from . import serializers as s
 
 ERRORS = {
@@ -112,11 +113,15 @@ class AskView(AttestAPIView):
         }
         if not data["stream"]:
             answer = services.question_ask(**kwargs)
-            return Response(s.answer_data(answer))
-        return _stream(services.question_ask_stream(**kwargs), data["stream"])
+            return Response(s.answer_data(answer, redact=must_redact(request.user)))
+        return _stream(
+            services.question_ask_stream(**kwargs),
+            data["stream"],
+            redact=must_redact(request.user),
+        )
 
 
-def _stream(events, fmt: str) -> StreamingHttpResponse:
+def _stream(events, fmt: str, *, redact: bool) -> StreamingHttpResponse:
     def encode(event: str, body: dict[str, Any]) -> bytes:
         if fmt == "sse":
             return f"event: {event}\ndata: {json.dumps(body)}\n\n".encode()
@@ -131,10 +136,10 @@ def _stream(events, fmt: str) -> StreamingHttpResponse:
                         for n, h in enumerate(event["passages"], start=1)
                     ]
                     yield encode("passages", {"count": len(passages), "passages": passages})
-                elif event["type"] == "token":
+                elif event["type"] == "token" and not redact:  # see views.ask_stream
                     yield encode("token", {"text": event["text"]})
                 elif event["type"] == "done":
-                    yield encode("done", s.answer_data(event["answer"]))
+                    yield encode("done", s.answer_data(event["answer"], redact=redact))
         finally:
             events.close()
 
@@ -160,7 +165,10 @@ class QuestionListView(AttestAPIView):
         except ValueError as exc:
             raise exceptions.ValidationError({"limit": ["Must be a whole number."]}) from exc
         questions = selectors.question_list(user=request.user)[:limit]
-        return Response([s.answer_data(q.answer) for q in questions if hasattr(q, "answer")])
+        redact = must_redact(request.user)
+        return Response(
+            [s.answer_data(q.answer, redact=redact) for q in questions if hasattr(q, "answer")]
+        )
 
 
 class QuestionDetailView(AttestAPIView):
@@ -170,7 +178,7 @@ class QuestionDetailView(AttestAPIView):
             question = selectors.question_get(user=request.user, pk=pk)
         except ObjectDoesNotExist as exc:
             raise Http404(f"No question {pk}.") from exc
-        return Response(s.answer_data(question.answer))
+        return Response(s.answer_data(question.answer, redact=must_redact(request.user)))
 
 
 class CollectionListView(AttestAPIView):
@@ -306,7 +314,8 @@ class AuditDetailView(AttestAPIView):
             event = AuditEvent.objects.get(pk=pk)
         except AuditEvent.DoesNotExist as exc:
             raise Http404(f"No audit entry {pk}.") from exc
-        return Response(s.audit_data(event, with_payload=True))
+        data = s.audit_data(event, with_payload=True)
+        return Response(redact_row(data) if must_redact(request.user) else data)
 
 
 class AuditExportView(AttestAPIView):
@@ -314,6 +323,7 @@ class AuditExportView(AttestAPIView):
         summary="Export the filtered audit trail as CSV or JSONL (audited)",
         parameters=[
             OpenApiParameter("format", str, enum=["csv", "jsonl"], description="Default jsonl"),
+            OpenApiParameter("redact", bool, description="Replace identifiers in the rows"),
             *AUDIT_FILTERS,
         ],
         responses={(200, "application/x-ndjson"): OpenApiTypes.STR, **ERRORS},
@@ -325,16 +335,25 @@ class AuditExportView(AttestAPIView):
             raise exceptions.ValidationError({"format": ["Use csv or jsonl."]})
         filters = compliance.AuditFilter.from_params(request.query_params)
         count = compliance.audit_query(filters=filters).count()
+        redact = request.query_params.get("redact") in {"1", "true", "on"} or must_redact(
+            request.user
+        )
         audit_record(
             event_type=AuditEvent.Type.AUDIT_EXPORTED,
             actor=request.user,
             meta=RequestMeta.from_request(request),
             summary=f"Exported {count} entries as {fmt} (API)",
-            payload={"format": fmt, "filters": filters.as_dict(), "entries": count, "via": "api"},
+            payload={
+                "format": fmt,
+                "filters": filters.as_dict(),
+                "entries": count,
+                "via": "api",
+                "redact": redact,
+            },
         )
         stamp = datetime.now().strftime("%Y%m%dT%H%M%S")
         response = StreamingHttpResponse(
-            compliance.export_lines(filters=filters, fmt=fmt),
+            compliance.export_lines(filters=filters, fmt=fmt, redact=redact),
             content_type="text/csv; charset=utf-8" if fmt == "csv" else "application/x-ndjson",
         )
         response["Content-Disposition"] = f'attachment; filename="attest-audit-{stamp}.{fmt}"'
