@@ -42,6 +42,9 @@ class AuditFilter:
 
     @classmethod
     def from_params(cls, params) -> AuditFilter:
+        # PostgreSQL text cannot hold NUL characters: drop them from every parameter.
+        params = {k: str(params.get(k) or "").replace("\x00", "") for k in params}
+
         def day(name: str) -> date | None:
             try:
                 return parse_date(params.get(name) or "")

@@ -115,6 +115,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "assistant.middleware.RequestSizeLimitMiddleware",
     "assistant.middleware.SecurityHeadersMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -216,6 +217,8 @@ CHUNK_OVERLAP = env_int("CHUNK_OVERLAP", 150, minimum=0)  # characters
 UPLOAD_MAX_BYTES = env_int("UPLOAD_MAX_BYTES", 100 * 1024 * 1024, minimum=1)
 DATA_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024
 FILE_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024
+# Largest request body (a multipart upload of several files); larger ones get 413 unread.
+REQUEST_MAX_BYTES = env_int("REQUEST_MAX_BYTES", 1024 * 1024 * 1024, minimum=1024)
 
 # --- Retrieval -------------------------------------------------------------------------------
 RETRIEVAL_K = env_int("RETRIEVAL_K", 5, minimum=1)

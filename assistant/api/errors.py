@@ -4,8 +4,14 @@ from __future__ import annotations
 
 import logging
 
-from django.core.exceptions import ObjectDoesNotExist, PermissionDenied
+from django.core.exceptions import (
+    ObjectDoesNotExist,
+    PermissionDenied,
+    RequestDataTooBig,
+    SuspiciousOperation,
+)
 from django.http import Http404, HttpRequest, JsonResponse
+from django.http.multipartparser import MultiPartParserError
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler
@@ -24,6 +30,10 @@ def _flatten(detail) -> str:
 def api_exception_handler(exc, context):
     if isinstance(exc, ObjectDoesNotExist):
         exc = Http404()
+    if isinstance(exc, RequestDataTooBig):
+        return Response({"error": "Request body too large.", "status": 413}, status=413)
+    if isinstance(exc, SuspiciousOperation | MultiPartParserError | UnicodeDecodeError):
+        return Response({"error": f"Malformed request: {exc}", "status": 400}, status=400)
     response = exception_handler(exc, context)
     if response is None:
         logger.exception("unhandled API error", exc_info=exc)
