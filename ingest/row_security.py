@@ -64,18 +64,19 @@ def apply(user) -> None:
 
     authenticated = user is not None and user.is_authenticated and user.is_active
     bypass = authenticated and user_sees_everything(user)
+    if authenticated:
+        user._attest_sees_everything = bypass  # request.user: asked again by every selector
     ids = (
         ""
         if bypass or not authenticated
         else ",".join(str(pk) for pk in collection_list(user=user).values_list("pk", flat=True))
     )
-    with connection.cursor() as c:
+    with connection.cursor() as c:  # one round trip; set_config('role', ...) is SET ROLE
         c.execute(
             "SELECT set_config('attest.readable_collections', %s, false),"
-            " set_config('attest.rls_bypass', %s, false)",
-            [ids, "on" if bypass else "off"],
+            " set_config('attest.rls_bypass', %s, false), set_config('role', %s, false)",
+            [ids, "on" if bypass else "off", ROLE],
         )
-        c.execute(f"SET ROLE {ROLE}")
 
 
 def reset(**kwargs) -> None:
@@ -84,9 +85,9 @@ def reset(**kwargs) -> None:
         return
     try:
         with connection.cursor() as c:
-            c.execute("RESET ROLE")
             c.execute(
-                "SELECT set_config('attest.readable_collections', '', false),"
+                "SELECT set_config('role', 'none', false),"
+                " set_config('attest.readable_collections', '', false),"
                 " set_config('attest.rls_bypass', 'off', false)"
             )
     except Exception:  # a broken connection: Django discards it
@@ -103,5 +104,6 @@ class RowSecurityMiddleware:
         request_finished.connect(reset, dispatch_uid="attest-row-security-reset")
 
     def __call__(self, request):
-        apply(getattr(request, "user", None))
+        if not request.path.startswith("/api/"):  # the API applies it once the token is known
+            apply(getattr(request, "user", None))
         return self.get_response(request)

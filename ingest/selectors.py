@@ -33,6 +33,11 @@ ADMIN_ROLE = "admin"
 
 
 def user_sees_everything(user) -> bool:
+    """Superusers and the admin group read every collection. Within a web request the answer
+    is remembered on request.user by row_security.apply (that object lives one request)."""
+    cached = getattr(user, "_attest_sees_everything", None)
+    if cached is not None:
+        return cached
     return bool(user.is_superuser or user.groups.filter(name=ADMIN_ROLE).exists())
 
 
