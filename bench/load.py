@@ -9,13 +9,15 @@ token, then starts the production-style server exactly as `make run` does (gunic
 assistant.wsgi, --workers/--threads, LLM_BACKEND=extractive, DEBUG off) and runs N client
 threads. Each user POSTs /api/v1/ask (JSON, the same answer path as the portal: retrieval,
 extractive answer, stored with citations, audited in the hash chain) in a closed loop with
-`--think` seconds between questions, for `--seconds`, after a warm-up.
+a think time between questions (uniform in 0.5-1.5 x `--think` seconds, users starting at
+random offsets), for `--seconds`, after a warm-up.
 
 The per-user ask limit (ASK_RATE_LIMIT, 30/min by default) would turn a closed loop into 429s;
 the server runs with ASK_RATE_LIMIT=0 unless --keep-rate-limit is given.
 
-Prints throughput (answers/s), latency p50/p95/p99/max, and errors (non-200 or connection
-failures) by kind.
+Prints throughput (answers/s), latency p50/p95/p99/max, errors (non-200 or connection
+failures) by kind, the slowest answers with when they started, and the machine's 1-minute load
+average before and after (other processes on the machine show up there).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import argparse
 import http.client
 import json
 import os
+import random
 import statistics
 import sys
 import threading
@@ -108,6 +111,7 @@ class Client:
 
 def run(port: int, tokens: list[str], seconds: float, think: float, warmup: float) -> dict:
     latencies: list[float] = []
+    slowest: list[tuple[float, float]] = []  # (latency, seconds into the run)
     errors: Counter[str] = Counter()
     lock = threading.Lock()
     start_at = time.monotonic() + warmup
@@ -115,7 +119,10 @@ def run(port: int, tokens: list[str], seconds: float, think: float, warmup: floa
 
     def user(i: int) -> None:
         client = Client(port, tokens[i])
+        rng = random.Random(i)
         n = i
+        if think:  # users do not all start (and so ask) in step
+            time.sleep(rng.uniform(0, think))
         while True:
             now = time.monotonic()
             if now >= stop_at:
@@ -135,8 +142,9 @@ def run(port: int, tokens: list[str], seconds: float, think: float, warmup: floa
                         errors[error] += 1
                     else:
                         latencies.append(ended - began)
+                        slowest.append((ended - began, round(began - start_at, 1)))
             if think:
-                time.sleep(think)
+                time.sleep(rng.uniform(0.5, 1.5) * think)
 
     threads = [threading.Thread(target=user, args=(i,), daemon=True) for i in range(len(tokens))]
     for t in threads:
@@ -160,6 +168,9 @@ def run(port: int, tokens: list[str], seconds: float, think: float, warmup: floa
         "mean_ms": round(statistics.fmean(latencies) * 1000) if latencies else 0,
         "errors": sum(errors.values()),
         "errors_by_kind": dict(errors),
+        "slowest_5": [
+            {"ms": round(lat * 1000), "at_s": at} for lat, at in sorted(slowest)[-5:][::-1]
+        ],
     }
 
 
@@ -231,7 +242,11 @@ def main() -> int:
                 print(log.read_text()[-3000:], file=sys.stderr)
                 return 1
             time.sleep(0.5)
+        load_before = os.getloadavg()[0]
         result = run(port, tokens, args.seconds, args.think, args.warmup)
+        result["load_average_1min"] = [round(load_before, 1), round(os.getloadavg()[0], 1)]
+        if result["errors"]:
+            print(log.read_text()[-3000:], file=sys.stderr)
     finally:
         embedded.stop(server)
         if redis is not None:
