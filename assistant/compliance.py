@@ -42,6 +42,9 @@ class AuditFilter:
 
     @classmethod
     def from_params(cls, params) -> AuditFilter:
+        # PostgreSQL text cannot hold NUL characters: drop them from every parameter.
+        params = {k: str(params.get(k) or "").replace("\x00", "") for k in params}
+
         def day(name: str) -> date | None:
             try:
                 return parse_date(params.get(name) or "")
@@ -116,6 +119,10 @@ def audit_page(
 
 
 def event_row(event: AuditEvent) -> dict[str, Any]:
+    return _event_row(event)
+
+
+def _event_row(event: AuditEvent) -> dict[str, Any]:
     return {
         "id": event.id,
         "created_at": event.created_at.isoformat(),
@@ -134,12 +141,23 @@ def event_row(event: AuditEvent) -> dict[str, Any]:
     }
 
 
-def export_lines(*, filters: AuditFilter, fmt: str) -> Iterator[str]:
-    """The filtered entries, oldest first, as CSV (payload as JSON in one column) or JSONL."""
+def export_lines(*, filters: AuditFilter, fmt: str, redact: bool = False) -> Iterator[str]:
+    """The filtered entries, oldest first, as CSV (payload as JSON in one column) or JSONL.
+
+    With `redact`, identifiers in the summary and payload are replaced (see redaction.py):
+    such rows no longer match their payload_hash, and say so in `identifiers_redacted`."""
+    from .redaction import redact_row
+
     qs = audit_query(filters=filters).order_by("id")
+    fields = EXPORT_FIELDS + (["identifiers_redacted"] if redact else [])
+
+    def event_row(event: AuditEvent) -> dict[str, Any]:
+        row = _event_row(event)
+        return redact_row(row) if redact else row
+
     if fmt == "csv":
         buffer = io.StringIO()
-        writer = csv.DictWriter(buffer, fieldnames=EXPORT_FIELDS)
+        writer = csv.DictWriter(buffer, fieldnames=fields)
         writer.writeheader()
         yield buffer.getvalue()
         for event in qs.iterator(chunk_size=2000):

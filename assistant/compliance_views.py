@@ -22,6 +22,7 @@ from django.views.decorators.http import require_GET, require_POST
 from . import compliance
 from .audit import RequestMeta, audit_record, audit_verify
 from .models import AuditEvent, ChainCheck
+from .redaction import must_redact, redact, redact_value
 
 PERMISSION = "assistant.review_audit"
 
@@ -78,6 +79,9 @@ def event_detail(request: HttpRequest, pk: int) -> HttpResponse:
     except AuditEvent.DoesNotExist as exc:
         raise Http404("No such entry") from exc
     payload = event.payload if isinstance(event.payload, dict) else {}
+    if must_redact(request.user):
+        payload = redact_value(payload)
+        event.summary = redact(event.summary)
     is_answer = event.event_type in compliance.ANSWER_TYPES and not event.redacted
     return render(
         request,
@@ -161,17 +165,18 @@ def export(request: HttpRequest, fmt: str) -> StreamingHttpResponse:
         raise Http404("Export as .csv or .jsonl")
     filters = compliance.AuditFilter.from_params(request.GET)
     count = compliance.audit_query(filters=filters).count()
+    redact = request.GET.get("redact") in {"1", "on", "true"} or must_redact(request.user)
     # The export is recorded before any row leaves, in its own committed entry.
     audit_record(
         event_type=AuditEvent.Type.AUDIT_EXPORTED,
         actor=request.user,
         meta=RequestMeta.from_request(request),
         summary=f"Exported {count} entries as {fmt}",
-        payload={"format": fmt, "filters": filters.as_dict(), "entries": count},
+        payload={"format": fmt, "filters": filters.as_dict(), "entries": count, "redact": redact},
     )
     stamp = datetime.now().strftime("%Y%m%dT%H%M%S")
     response = StreamingHttpResponse(
-        compliance.export_lines(filters=filters, fmt=fmt),
+        compliance.export_lines(filters=filters, fmt=fmt, redact=redact),
         content_type="text/csv; charset=utf-8" if fmt == "csv" else "application/x-ndjson",
     )
     response["Content-Disposition"] = f'attachment; filename="attest-audit-{stamp}.{fmt}"'

@@ -62,6 +62,14 @@ class Answer(models.Model):
     )
     created_at = models.DateTimeField(auto_now_add=True)
 
+    class Meta:
+        permissions = [
+            (
+                "view_identifiers",
+                "Can see identifiers (e-mail, phone, SSN, MRN, date of birth) unredacted",
+            )
+        ]
+
     def __str__(self) -> str:
         return self.text[:80]
 
@@ -149,6 +157,8 @@ class AuditEvent(models.Model):
         AUDIT_EXPORTED = "audit.exported", "Audit exported"
         AUDIT_PURGED = "audit.purged", "Audit entries purged"
         SETTINGS_CHANGED = "settings.changed", "Settings changed"
+        TOKEN_CREATED = "token.created", "API token created"
+        TOKEN_REVOKED = "token.revoked", "API token revoked"
 
     created_at = models.DateTimeField(db_index=True)
     event_type = models.CharField(max_length=50, db_index=True)
@@ -263,3 +273,24 @@ class AuditCheckpoint(models.Model):
 
     def __str__(self) -> str:
         return f"checkpoint {self.tree_size} {self.root_hash[:12]}"
+
+
+class ApiToken(models.Model):
+    """A REST API token. Only the SHA-256 of the key is stored; the key is shown once."""
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_tokens"
+    )
+    name = models.CharField(max_length=100, help_text="What the token is for")
+    prefix = models.CharField(max_length=12, db_index=True, help_text="First characters, to tell")
+    key_hash = models.CharField(max_length=64, unique=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField(null=True, blank=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.prefix}… ({self.name}) for {self.user_id}"

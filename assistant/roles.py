@@ -10,7 +10,7 @@ ROLE_PERMISSIONS: dict[str, list[tuple[str, str]]] = {
         for model in ("collection", "document", "collectiongrant")
         for action in ("add", "change", "delete", "view")
     ]
-    + [("ingest", "download_document")],
+    + [("ingest", "download_document"), ("assistant", "view_identifiers")],
     "user": [],
     "compliance": [("assistant", "view_auditevent"), ("assistant", "review_audit")],
 }

@@ -13,6 +13,7 @@ from django.utils.safestring import SafeString, mark_safe
 from ingest.selectors import collection_list
 
 from .models import Answer, Citation, Question
+from .redaction import redact as redact_text
 
 
 def default_k() -> int:
@@ -54,10 +55,11 @@ def viewer_url(citation: Citation) -> str:
     )
 
 
-def answer_html(answer: Answer) -> SafeString:
+def answer_html(answer: Answer, *, redact: bool = False) -> SafeString:
     """The answer text escaped, each [n] a link to its passage in the document viewer."""
     return citations_to_links(
-        answer.text, valid={c.n: viewer_url(c) for c in answer.citations.all()}
+        redact_text(answer.text) if redact else answer.text,
+        valid={c.n: viewer_url(c) for c in answer.citations.all()},
     )
 
 
@@ -73,19 +75,25 @@ def highlight(text: str, question: str) -> SafeString:
     return mark_safe(pattern.sub(r"<mark>\g<0></mark>", escaped))  # noqa: S308
 
 
-def answer_context(answer: Answer) -> dict:
-    """What the answer fragment template needs (the answer page and the stream's last event)."""
+def answer_context(answer: Answer, *, redact: bool = False) -> dict:
+    """What the answer fragment template needs (the answer page and the stream's last event).
+
+    With `redact`, identifiers in the answer, its sentences and its passages are replaced."""
     citations = list(answer.citations.all())
     question = answer.question
+    shown = redact_text if redact else str
     return {
         "question": question,
         "answer": answer,
-        "answer_html": answer_html(answer),
+        "answer_html": answer_html(answer, redact=redact),
+        "unsupported": [
+            shown(str(u.get("sentence", ""))) for u in answer.unsupported if isinstance(u, dict)
+        ],
         "citations": [
             {
                 "c": c,
                 "url": viewer_url(c),
-                "html": highlight(c.text, question.text),
+                "html": highlight(shown(c.text), question.text),
             }
             for c in citations
         ],

@@ -109,16 +109,20 @@ INSTALLED_APPS = [
     "django.contrib.postgres",
     "ingest",
     "assistant",
+    "rest_framework",
+    "drf_spectacular",
 ]
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "assistant.middleware.RequestSizeLimitMiddleware",
     "assistant.middleware.SecurityHeadersMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "ingest.row_security.RowSecurityMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
@@ -224,6 +228,8 @@ ZIP_MAX_TOTAL_BYTES = env_int("ZIP_MAX_TOTAL_BYTES", 2 * 1024 * 1024 * 1024, min
 ZIP_MAX_RATIO = env_float("ZIP_MAX_RATIO", 200.0)
 DATA_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024
 FILE_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024
+# Largest request body (a multipart upload of several files); larger ones get 413 unread.
+REQUEST_MAX_BYTES = env_int("REQUEST_MAX_BYTES", 1024 * 1024 * 1024, minimum=1024)
 
 # --- Retrieval -------------------------------------------------------------------------------
 RETRIEVAL_K = env_int("RETRIEVAL_K", 5, minimum=1)
@@ -344,3 +350,70 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO").upper()},
     "loggers": {"httpx": {"level": "WARNING"}, "sentence_transformers": {"level": "WARNING"}},
 }
+
+# --- REST API (/api/v1/, docs/api.md) --------------------------------------------------------
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": ["assistant.api.authentication.ApiTokenAuthentication"],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "EXCEPTION_HANDLER": "assistant.api.errors.api_exception_handler",
+    "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
+    "URL_FORMAT_OVERRIDE": None,  # ?format= belongs to the audit export
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Attest API",
+    "DESCRIPTION": "Ask cited questions of your document collections; upload documents; "
+    "review the audit trail. Authenticate with `Authorization: Bearer <token>`.",
+    "VERSION": "1",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
+}
+
+# PostgreSQL row-level security for web requests (ingest/row_security.py): auto, on or off.
+DB_ROW_SECURITY = env_choice("DB_ROW_SECURITY", "auto", {"auto", "on", "off"})
+
+# --- Single sign-on (OpenID Connect, optional; assistant/oidc.py) -----------------------------
+# On when OIDC_RP_CLIENT_ID is set; then the OP endpoints are required.
+OIDC_RP_CLIENT_ID = env_str("OIDC_RP_CLIENT_ID")
+OIDC_ENABLED = bool(OIDC_RP_CLIENT_ID)
+AUTHENTICATION_BACKENDS = ["django.contrib.auth.backends.ModelBackend"]
+if OIDC_ENABLED:
+    OIDC_RP_CLIENT_SECRET = env_str("OIDC_RP_CLIENT_SECRET")
+    OIDC_RP_SIGN_ALGO = env_str("OIDC_RP_SIGN_ALGO", "RS256")
+    OIDC_RP_SCOPES = env_str("OIDC_RP_SCOPES", "openid email profile")
+    _OIDC_REQUIRED = ["OIDC_OP_AUTHORIZATION_ENDPOINT", "OIDC_OP_TOKEN_ENDPOINT"]
+    _OIDC_REQUIRED += ["OIDC_OP_USER_ENDPOINT"]
+    if OIDC_RP_SIGN_ALGO.startswith(("RS", "ES")):
+        _OIDC_REQUIRED.append("OIDC_OP_JWKS_ENDPOINT")
+    for _name in _OIDC_REQUIRED:
+        if not env_str(_name):
+            raise ImproperlyConfigured(f"OIDC_RP_CLIENT_ID is set, so {_name} is required")
+    OIDC_OP_AUTHORIZATION_ENDPOINT = env_str("OIDC_OP_AUTHORIZATION_ENDPOINT")
+    OIDC_OP_TOKEN_ENDPOINT = env_str("OIDC_OP_TOKEN_ENDPOINT")
+    OIDC_OP_USER_ENDPOINT = env_str("OIDC_OP_USER_ENDPOINT")
+    OIDC_OP_JWKS_ENDPOINT = env_str("OIDC_OP_JWKS_ENDPOINT")
+    OIDC_OP_LOGOUT_ENDPOINT = env_str("OIDC_OP_LOGOUT_ENDPOINT")
+    OIDC_USERNAME_CLAIM = env_str("OIDC_USERNAME_CLAIM", "preferred_username")
+    OIDC_GROUPS_CLAIM = env_str("OIDC_GROUPS_CLAIM", "groups")
+    OIDC_DEFAULT_ROLE = env_choice("OIDC_DEFAULT_ROLE", "", {"", "user", "compliance", "admin"})
+    try:
+        from assistant.oidc_claims import parse_role_map
+
+        OIDC_ROLE_MAP = parse_role_map(env_str("OIDC_ROLE_MAP"))
+    except ValueError as exc:
+        raise ImproperlyConfigured(f"OIDC_ROLE_MAP: {exc}") from exc
+    OIDC_RP_IDP_SIGN_KEY = None
+    OIDC_RENEW_ID_TOKEN_EXPIRY_SECONDS = env_int("OIDC_RENEW_SECONDS", 15 * 60, minimum=60)
+    INSTALLED_APPS.append("mozilla_django_oidc")
+    AUTHENTICATION_BACKENDS.insert(0, "assistant.oidc.AttestOIDCBackend")
+    LOGIN_REDIRECT_URL_FAILURE = "/accounts/login/?sso=failed"
+# Sessions end SESSION_COOKIE_AGE after sign-in; with SESSION_IDLE_EXPIRY, after that long
+# without a request instead; with SESSION_EXPIRE_AT_BROWSER_CLOSE, also when the browser closes.
+SESSION_SAVE_EVERY_REQUEST = env_bool("SESSION_IDLE_EXPIRY", False)
+SESSION_EXPIRE_AT_BROWSER_CLOSE = env_bool("SESSION_EXPIRE_AT_BROWSER_CLOSE", False)
+
+# Redact e-mail addresses, phone numbers, SSNs, MRNs and dates of birth in what users without
+# the assistant.view_identifiers permission see (assistant/redaction.py). Stored text is kept.
+REDACT_IDENTIFIERS = env_bool("REDACT_IDENTIFIERS", False)

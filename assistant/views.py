@@ -26,6 +26,7 @@ from ingest import selectors as ingest_selectors
 from . import admin_actions, receipts, selectors, services, throttle
 from .audit import RequestMeta
 from .forms import AskForm, UploadForm
+from .redaction import must_redact, redact
 
 
 def _collection_or_404(request: HttpRequest, slug: str):
@@ -287,17 +288,23 @@ def ask_stream(request: HttpRequest) -> HttpResponse:
         follows=_follows(request, form, collection),
     )
 
+    redact = must_redact(request.user)
+
     def stream():
         try:
             for event in events:
                 if event["type"] == "passages":
                     yield _sse("passages", {"count": len(event["passages"])})
-                elif event["type"] == "token":
+                elif event["type"] == "token" and not redact:
+                    # Redacted users get the checked answer at once: a token stream could
+                    # split an identifier across events.
                     yield _sse("token", {"text": event["text"]})
                 elif event["type"] == "done":
                     answer = event["answer"]
                     html = render_to_string(
-                        "portal/_answer_body.html", selectors.answer_context(answer), request
+                        "portal/_answer_body.html",
+                        selectors.answer_context(answer, redact=redact),
+                        request,
                     )
                     url = reverse("portal:answer", args=[answer.question_id])
                     yield _sse(
@@ -318,7 +325,7 @@ def answer_detail(request: HttpRequest, pk: int) -> HttpResponse:
         question = selectors.question_get(user=request.user, pk=pk)
     except ObjectDoesNotExist as exc:
         raise Http404("No such answer") from exc
-    context = selectors.answer_context(question.answer)
+    context = selectors.answer_context(question.answer, redact=must_redact(request.user))
     context["ask_form"] = (
         AskForm(initial={"collection": question.collection.slug, "follows": question.pk})
         if question.collection
@@ -401,6 +408,8 @@ def document_view(request: HttpRequest, pk: int) -> HttpResponse:
         if chunk is None
         else (text[: chunk.start], text[chunk.start : chunk.end], text[chunk.end :])
     )
+    if must_redact(request.user):
+        before, passage, after = redact(before), redact(passage), redact(after)
     return render(
         request,
         "portal/document.html",

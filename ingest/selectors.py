@@ -33,6 +33,11 @@ ADMIN_ROLE = "admin"
 
 
 def user_sees_everything(user) -> bool:
+    """Superusers and the admin group read every collection. Within a web request the answer
+    is remembered on request.user by row_security.apply (that object lives one request)."""
+    cached = getattr(user, "_attest_sees_everything", None)
+    if cached is not None:
+        return cached
     return bool(user.is_superuser or user.groups.filter(name=ADMIN_ROLE).exists())
 
 
@@ -132,10 +137,7 @@ vec AS (
 )"""
 _FTS_CTE = """
 stats AS (
-    SELECT most_common_elems::text::text[] AS elems, most_common_elem_freqs AS freqs
-    FROM pg_stats
-    WHERE schemaname = current_schema() AND tablename = 'ingest_chunk'
-      AND attname = 'search_vector'
+    SELECT elems, freqs FROM attest_chunk_term_stats(current_schema())
 ), terms AS (
     SELECT array_to_tsvector(ARRAY[t.lexeme])::text::tsquery AS tq,
            -ln(GREATEST(COALESCE(

@@ -12,6 +12,7 @@ from django.core.exceptions import ObjectDoesNotExist
 from django.core.management.base import BaseCommand, CommandError
 
 from assistant.models import AuditEvent
+from assistant.redaction import must_redact, redact
 from assistant.selectors import default_k
 from assistant.services import question_ask
 from ingest.models import Collection
@@ -46,6 +47,7 @@ class Command(BaseCommand):
         if k is not None and not 1 <= k <= 50:
             raise CommandError("--k must be between 1 and 50")
         answer = question_ask(user=asker, collection=target, question=question, k=k or default_k())
+        shown = redact if must_redact(asker) else str
         audit = AuditEvent.objects.filter(payload__answer_id=answer.id).order_by("-id").first()
         citations = [
             {
@@ -55,7 +57,7 @@ class Command(BaseCommand):
                 "page": c.page,
                 "start": c.start,
                 "end": c.end,
-                "text": c.text,
+                "text": shown(c.text),
                 "score": c.score,
                 "cited": c.cited,
             }
@@ -63,7 +65,7 @@ class Command(BaseCommand):
         ]
         if json:
             report = {
-                "answer": answer.text,
+                "answer": shown(answer.text),
                 "refused": answer.refused,
                 "backend": answer.backend,
                 "model": answer.model,
@@ -72,7 +74,7 @@ class Command(BaseCommand):
             }
             self.stdout.write(_dumps(report))
             return
-        self.stdout.write(answer.text)
+        self.stdout.write(shown(answer.text))
         if answer.fallback_reason:
             self.stdout.write(f"({answer.fallback_reason})")
         for c in citations:

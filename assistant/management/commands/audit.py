@@ -54,6 +54,9 @@ class Command(BaseCommand):
         export.add_argument("--type", default="")
         export.add_argument("--q", default="")
         export.add_argument("--flagged", action="store_true")
+        export.add_argument(
+            "--redact", action="store_true", help="replace identifiers (e-mail, phone, SSN, ...)"
+        )
         export.add_argument("--output", default="-", help="file to write (default stdout)")
         sub.add_parser("purge", help="tombstone entries older than AUDIT_RETENTION_DAYS")
         sub.add_parser("snapshot-settings", help="audit changed behaviour settings")
@@ -195,7 +198,12 @@ class Command(BaseCommand):
             event_type=AuditEvent.Type.AUDIT_EXPORTED,
             actor_username=f"cli:{getpass.getuser()}",
             summary=f"Exported {count} entries as {options['format']} (command line)",
-            payload={"format": options["format"], "filters": filters.as_dict(), "entries": count},
+            payload={
+                "format": options["format"],
+                "filters": filters.as_dict(),
+                "entries": count,
+                "redact": options["redact"],
+            },
         )
         out = (
             sys.stdout
@@ -205,7 +213,9 @@ class Command(BaseCommand):
             )
         )
         try:
-            for line in compliance.export_lines(filters=filters, fmt=options["format"]):
+            for line in compliance.export_lines(
+                filters=filters, fmt=options["format"], redact=options["redact"]
+            ):
                 out.write(line)
         finally:
             if out is not sys.stdout:

@@ -1,6 +1,9 @@
 """Manage users and their roles.
 
     python manage.py users add NAME --role user|compliance|admin [--group G]... [--password-stdin]
+    python manage.py users token NAME [--name LABEL] [--expires-days N]
+    python manage.py users tokens NAME
+    python manage.py users revoke-token PREFIX
 
 Without --password-stdin a random password is generated and printed once.
 """
@@ -12,7 +15,7 @@ import sys
 
 from django.contrib.auth import get_user_model, password_validation
 from django.contrib.auth.models import Group
-from django.core.exceptions import ValidationError
+from django.core.exceptions import ObjectDoesNotExist, ValidationError
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
@@ -30,10 +33,68 @@ class Command(BaseCommand):
         add.add_argument("--role", choices=["user", "compliance", "admin"], required=True)
         add.add_argument("--group", action="append", default=[], metavar="G")
         add.add_argument("--password-stdin", action="store_true")
+        token = sub.add_parser("token", help="create a REST API token for a user (printed once)")
+        token.add_argument("name")
+        token.add_argument("--name", dest="label", default="api", help="what the token is for")
+        token.add_argument("--expires-days", type=int, default=None, metavar="N")
+        tokens = sub.add_parser("tokens", help="list a user's API tokens")
+        tokens.add_argument("name")
+        revoke = sub.add_parser("revoke-token", help="revoke an API token by its prefix")
+        revoke.add_argument("prefix")
 
     def handle(self, *args, action: str, **options) -> None:
         if action == "add":
             self._add(options)
+        elif action == "token":
+            self._token(options)
+        elif action == "tokens":
+            self._tokens(options)
+        elif action == "revoke-token":
+            self._revoke_token(options)
+
+    def _user(self, name: str):
+        try:
+            return get_user_model().objects.get(username=name)
+        except ObjectDoesNotExist as exc:
+            raise CommandError(f"No user {name!r}.") from exc
+
+    def _token(self, options) -> None:
+        from assistant.api.tokens import token_create
+
+        user = self._user(options["name"])
+        if not user.is_active:
+            raise CommandError(f"User {user.username!r} is inactive.")
+        days = options["expires_days"]
+        if days is not None and days < 1:
+            raise CommandError("--expires-days must be at least 1.")
+        new = token_create(user=user, name=options["label"], expires_days=days, actor_name="cli")
+        self.stderr.write(
+            f"Token {new.token.prefix}… for {user.username!r}"
+            + (f", expires {new.token.expires_at:%Y-%m-%d}" if new.token.expires_at else "")
+            + ". It is shown only now; store it safely."
+        )
+        self.stdout.write(new.key)
+
+    def _tokens(self, options) -> None:
+        user = self._user(options["name"])
+        for t in user.api_tokens.all():
+            state = "revoked" if t.revoked_at else "active"
+            used = f"{t.last_used_at:%Y-%m-%d %H:%M}" if t.last_used_at else "never"
+            self.stdout.write(f"{t.prefix}  {state:8} {t.name}  last used {used}")
+
+    def _revoke_token(self, options) -> None:
+        from assistant.api.tokens import token_revoke
+        from assistant.models import ApiToken
+
+        matches = list(
+            ApiToken.objects.select_related("user").filter(
+                prefix__startswith=options["prefix"], revoked_at__isnull=True
+            )[:2]
+        )
+        if len(options["prefix"]) < 6 or len(matches) != 1:
+            raise CommandError("Give the token's prefix (at least 6 characters, one live token).")
+        token_revoke(token=matches[0], actor_name="cli")
+        self.stdout.write(f"Revoked {matches[0].prefix}… of {matches[0].user.username!r}")
 
     def _add(self, options) -> None:
         User = get_user_model()

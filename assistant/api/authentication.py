@@ -1,0 +1,44 @@
+"""Token authentication for the REST API: `Authorization: Bearer att_...`."""
+
+from __future__ import annotations
+
+from drf_spectacular.extensions import OpenApiAuthenticationExtension
+from rest_framework import authentication, exceptions
+
+from .tokens import token_lookup
+
+
+class ApiTokenAuthentication(authentication.BaseAuthentication):
+    keywords = ("bearer", "token")
+
+    def authenticate(self, request):
+        header = authentication.get_authorization_header(request).split()
+        if not header or header[0].lower().decode(errors="replace") not in self.keywords:
+            return None
+        if len(header) != 2:
+            raise exceptions.AuthenticationFailed(
+                "Malformed Authorization header: send 'Authorization: Bearer <token>'."
+            )
+        try:
+            key = header[1].decode("ascii")
+        except UnicodeDecodeError as exc:
+            raise exceptions.AuthenticationFailed("The token contains invalid characters.") from exc
+        token = token_lookup(key)
+        if token is None:
+            raise exceptions.AuthenticationFailed("Invalid, expired or revoked token.")
+        return token.user, token
+
+    def authenticate_header(self, request) -> str:
+        return 'Bearer realm="attest"'
+
+
+class ApiTokenScheme(OpenApiAuthenticationExtension):
+    target_class = "assistant.api.authentication.ApiTokenAuthentication"
+    name = "bearerAuth"
+
+    def get_security_definition(self, auto_schema):
+        return {
+            "type": "http",
+            "scheme": "bearer",
+            "description": "A token from `manage.py users token NAME` (starts with att_).",
+        }
