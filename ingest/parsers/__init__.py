@@ -10,6 +10,7 @@ from collections.abc import Callable
 
 from .base import PageSpan, ParsedDocument, ParseError, join_pages
 from .pdf import parse_pdf
+from .records import RECORD_PARSERS, detect_record
 from .text import parse_text
 
 PDF = "application/pdf"
@@ -20,6 +21,7 @@ PARSERS: dict[str, Callable[[bytes], ParsedDocument]] = {
     PDF: parse_pdf,
     TEXT: parse_text,
     MARKDOWN: parse_text,
+    **RECORD_PARSERS,
 }
 
 TEXT_EXTENSIONS = {".txt": TEXT, ".text": TEXT, ".md": MARKDOWN, ".markdown": MARKDOWN}
@@ -34,6 +36,8 @@ def detect_type(data: bytes, filename: str) -> str:
     ext = name[name.rfind(".") :] if "." in name else ""
     if not data:
         raise ParseError("The file is empty (0 bytes).")
+    if record_type := detect_record(data):  # FHIR, C-CDA, Synthea text: by content
+        return record_type
     if data.startswith(b"%PDF-") or data[:1024].find(b"%PDF-") != -1:
         return PDF
     if ext == ".pdf":

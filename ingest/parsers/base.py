@@ -24,6 +24,9 @@ class ParsedDocument:
     pages: list[PageSpan]
     mime_type: str = ""
     metadata: dict[str, str] = field(default_factory=dict)
+    # Clinical records only: the patient the document is about, and each fact line's source.
+    patient: PatientIdentity | None = None
+    refs: list[SourceRef] = field(default_factory=list)
 
     @property
     def page_count(self) -> int:
@@ -54,3 +57,28 @@ def join_pages(page_texts: list[str]) -> ParsedDocument:
         parts.append(text)
         offset += len(text)
     return ParsedDocument(text="".join(parts), pages=pages)
+
+
+@dataclass
+class PatientIdentity:
+    """Who a clinical record is about, as the record states it (see ingest/records.py)."""
+
+    given: str = ""
+    family: str = ""
+    birth_date: str = ""  # YYYY-MM-DD, or "" when the record does not say
+    gender: str = ""
+    identifiers: list[dict[str, str]] = field(default_factory=list)  # {system, value, type}
+
+    @property
+    def name(self) -> str:
+        return " ".join(p for p in (self.given, self.family) if p)
+
+
+@dataclass(frozen=True)
+class SourceRef:
+    """A line of a rendered clinical record and where it came from (FHIR resource type/id, or
+    C-CDA section/entry): offsets into ParsedDocument.text."""
+
+    start: int
+    end: int
+    ref: str
