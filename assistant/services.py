@@ -15,7 +15,7 @@ from django.db import transaction
 
 from ingest.models import Collection
 
-from . import generation
+from . import generation, patients
 from .audit import RequestMeta, audit_record
 from .generation import CITATION, GenerationError, Passage, content_words
 from .models import Answer, AuditEvent, Citation, Feedback, Question
@@ -100,6 +100,7 @@ class _Draft:
     model_error: str = ""
     streamed: list[str] = field(default_factory=list)
     removed_citations: list[int] = field(default_factory=list)
+    patient_scope: list[int] = field(default_factory=list)  # patients the question named
 
 
 def question_ask(
@@ -148,8 +149,18 @@ def question_ask_stream(
         history = [generation.Turn(question=follows.text, answer=follows.answer.text)]
         # A follow-up ("and what about renewal?") is searched together with the turn before.
         search_text = f"{follows.text} {question}"
-    hits = retrieve(question=search_text, collection_ids=[collection.id], k=k)
-    relevant = [h for h in hits if is_relevant(h)]
+    # Clinical records: a question naming a patient searches only that patient's documents;
+    # one naming several gets a question back (assistant/patients.py).
+    scope = patients.patient_scope(question=search_text, collection_ids=[collection.id])
+    hits = []
+    if not scope.ambiguous:
+        hits = retrieve(
+            question=search_text,
+            collection_ids=[collection.id],
+            k=k,
+            document_ids=scope.document_ids,
+        )
+    relevant = patients.one_patient([h for h in hits if is_relevant(h)])
     passages = [
         Passage(n=i, document_name=h.document_name, page=h.page, heading=h.heading, text=h.text)
         for i, h in enumerate(relevant, start=1)
@@ -158,8 +169,16 @@ def question_ask_stream(
 
     draft = _Draft()
     llm = generation.get_llm()
+    draft.patient_scope = [p.patient_id for p in scope.patients]
     try:
-        if not passages:
+        if scope.ambiguous:
+            draft.text, draft.backend, draft.refused = (
+                patients.clarification_text(scope),
+                "none",
+                True,
+            )
+            draft.fallback_reason = "Several patients match; asked which one is meant."
+        elif not passages:
             draft.text, draft.backend, draft.refused = refusal_text(collection), "none", True
         else:
             if llm is not None:
@@ -320,6 +339,9 @@ def _store(
                 "unsupported_sentences": unsupported,
                 "removed_citations": draft.removed_citations,
                 "latency_ms": latency_ms,
+                # Accounting of access (issue 10): whose records the passages came from.
+                "patient_ids": sorted({h.patient_id for h in relevant if h.patient_id}),
+                "patients_named": draft.patient_scope,
                 "passages": [
                     {
                         "n": c.n,
@@ -337,6 +359,8 @@ def _store(
                         "cited": c.cited,
                         "text": c.text,
                         "text_sha256": hashlib.sha256(c.text.encode("utf-8")).hexdigest(),
+                        "patient_id": h.patient_id,
+                        "sources": list(h.sources),
                     }
                     for c, h in zip(citations, relevant, strict=True)
                 ],

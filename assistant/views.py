@@ -92,6 +92,7 @@ def collection_detail(request: HttpRequest, slug: str) -> HttpResponse:
         {
             "collection": collection,
             "documents": documents,
+            "patients": list(ingest_selectors.patient_list(collection=collection)),
             "pending": any(d.is_pending for d in documents),
             "upload_form": upload_form,
             "ask_form": AskForm(initial={"collection": collection.slug}),

@@ -144,12 +144,3 @@ def _matches(patients: QuerySet[Patient]) -> list[PatientMatch]:
             )
         )
     return rows
-
-
-def patient_list(*, collection_id: int) -> QuerySet[Patient]:
-    """The collection's patients with their documents, for the collection page."""
-    return (
-        Patient.objects.filter(collection_id=collection_id)
-        .prefetch_related("documents")
-        .order_by("family", "given", "id")
-    )

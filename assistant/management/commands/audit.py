@@ -3,7 +3,7 @@
 python manage.py audit verify [--json]
 python manage.py audit export --format csv|jsonl [--user U] [--collection SLUG]
                               [--since YYYY-MM-DD] [--until YYYY-MM-DD] [--type EVENT]
-                              [--q TEXT] [--flagged] [--output FILE]
+                              [--q TEXT] [--flagged] [--patient ID] [--output FILE]
 python manage.py audit purge             (tombstone entries past AUDIT_RETENTION_DAYS)
 python manage.py audit snapshot-settings (record behaviour-relevant settings if changed)
 """
@@ -38,6 +38,9 @@ class Command(BaseCommand):
         export.add_argument("--type", default="")
         export.add_argument("--q", default="")
         export.add_argument("--flagged", action="store_true")
+        export.add_argument(
+            "--patient", type=int, default=None, help="questions drawing on this patient's records"
+        )
         export.add_argument("--output", default="-", help="file to write (default stdout)")
         sub.add_parser("purge", help="tombstone entries older than AUDIT_RETENTION_DAYS")
         sub.add_parser("snapshot-settings", help="audit changed behaviour settings")
@@ -82,6 +85,7 @@ class Command(BaseCommand):
             "type": options["type"],
             "q": options["q"],
             "flagged": "1" if options["flagged"] else "",
+            "patient": str(options["patient"] or ""),
         }
         filters = compliance.AuditFilter.from_params(params)
         if options["since"] and filters.since is None or options["until"] and not filters.until:
