@@ -66,3 +66,60 @@ def one_patient(hits: list[ChunkHit]) -> list[ChunkHit]:
         return hits
     first = next(h.patient_id for h in hits if h.patient_id is not None)
     return [h for h in hits if h.patient_id in (None, first)]
+
+
+# Words that say what kind of fact is asked for, not which one: they are not looked for in the
+# record. Everything else in a question about a patient (a condition, a medication, a test)
+# must appear in the passages found, or the records do not show it.
+QUESTION_WORDS = {
+    "when", "what", "which", "who", "how", "was", "were", "is", "are", "does", "did", "do",
+    "diagnosed", "diagnosis", "prescribed", "prescription", "started", "start", "given",
+    "most", "recent", "latest", "last", "current", "currently", "taking", "take", "takes",
+    "medications", "medication", "medicines", "drugs", "allergies", "allergy", "allergic",
+    "recorded", "record", "records", "documented", "date", "birth", "born", "dob", "have",
+    "has", "had", "patient", "patients", "value", "result", "results", "level", "reading",
+    "measured", "measurement", "first", "ever", "with", "for", "of", "the", "a", "an", "on",
+    "in", "to", "s", "his", "her", "their", "any", "all", "list", "show", "tell", "me",
+}  # fmt: skip
+
+# Common abbreviations and the names records use for them (either side counts as present).
+SYNONYMS = {
+    "bmi": ("body mass index",),
+    "hba1c": ("hemoglobin a1c", "a1c"),
+    "a1c": ("hemoglobin a1c", "hba1c"),
+    "ldl": ("low density lipoprotein",),
+    "hdl": ("high density lipoprotein",),
+    "bp": ("blood pressure",),
+    "glucose": ("glucose",),
+}
+
+_TOKEN = re.compile(r"[a-z0-9]+(?:\.[a-z0-9]+)*")
+
+
+def _tokens(text: str) -> list[str]:
+    return _TOKEN.findall(text.lower())
+
+
+def missing_topic(*, question: str, patient: PatientMatch, texts: Sequence[str]) -> str:
+    """The words of `question` naming what is asked about that none of `texts` contains
+    (joined, as asked), or "" when every one is there. Names of the patient do not count."""
+    name_words = set(_tokens(patient.name))
+    haystack = " ".join(" ".join(_tokens(t)) for t in texts)
+    present = set(haystack.split())
+    missing = []
+    for word in _tokens(question):
+        if word in QUESTION_WORDS or word in name_words or len(word) < 2:
+            continue
+        if word in present:
+            continue
+        if any(alt in haystack for alt in SYNONYMS.get(word, ())):
+            continue
+        missing.append(word)
+    return " ".join(missing)
+
+
+def not_shown_text(*, patient: PatientMatch, topic: str) -> str:
+    return (
+        f"The records of {patient.name} do not show {topic}. "
+        "Nothing about it was found in this patient's documents."
+    )

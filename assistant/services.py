@@ -180,6 +180,14 @@ def question_ask_stream(
             draft.fallback_reason = "Several patients match; asked which one is meant."
         elif not passages:
             draft.text, draft.backend, draft.refused = refusal_text(collection), "none", True
+        elif scope.patient is not None and (
+            topic := patients.missing_topic(
+                question=question, patient=scope.patient, texts=[p.text for p in passages]
+            )
+        ):
+            # What the question asks about is in none of the patient's passages: say so.
+            draft.text = patients.not_shown_text(patient=scope.patient, topic=topic)
+            draft.backend, draft.refused = "none", True
         else:
             if llm is not None:
                 draft.backend, draft.model = llm.backend, llm.model

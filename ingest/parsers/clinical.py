@@ -45,6 +45,24 @@ CODE_SYSTEMS = {
 }
 
 
+# What clinicians call some common tests, added to their lines so a question using the short
+# name finds them ("most recent HbA1c").
+LOINC_ALIASES = {
+    "4548-4": "HbA1c",
+    "39156-5": "BMI",
+    "18262-6": "LDL cholesterol",
+    "13457-7": "LDL cholesterol",
+    "2093-3": "total cholesterol",
+    "2085-9": "HDL cholesterol",
+    "2339-0": "blood glucose",
+    "2345-7": "blood glucose",
+    "38483-4": "serum creatinine",
+    "2160-0": "serum creatinine",
+    "85354-9": "blood pressure",
+    "55284-4": "blood pressure",
+}
+
+
 def code_label(system: str, code: str) -> str:
     if not code:
         return ""

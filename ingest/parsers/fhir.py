@@ -17,7 +17,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from .base import ParsedDocument, ParseError, PatientIdentity
-from .clinical import Record, code_label, day, demographics, number, observe, render
+from .clinical import LOINC_ALIASES, Record, code_label, day, demographics, number, observe, render
 
 FHIR_JSON = "application/fhir+json"
 FHIR_NDJSON = "application/fhir+ndjson"
@@ -359,6 +359,9 @@ def _condition(record: Record, r: dict[str, Any], _: dict) -> None:
 def _observation(record: Record, r: dict[str, Any], by_url: dict) -> None:
     date, _ = _period(r, "effectiveDateTime", "effectivePeriod", "issued")
     name = _label(r.get("code"))
+    alias = LOINC_ALIASES.get(_coding(r.get("code"))[2], "")
+    if alias and alias.lower() not in name.lower():
+        name += f" ({alias})"
     value = _value(r)
     components = []
     for component in r.get("component") or []:

@@ -164,3 +164,21 @@ def test_an_ambiguous_name_gets_a_question_back_and_no_mixed_answer(admin_user, 
     )
     texts = " ".join(c.text for c in lee.citations.all())
     assert "Peanut" in texts and "Latex" not in texts
+
+
+def test_a_fact_missing_from_the_patients_record_is_not_guessed(records, admin_user):
+    answer = question_ask(
+        user=admin_user,
+        collection=records,
+        question="When was Abel832 Muller251 prescribed Astemizole 10 MG Oral Tablet?",
+        k=4,
+    )
+    assert answer.refused and answer.backend == "none"
+    assert "The records of Abel832 Muller251 do not show astemizole" in answer.text
+    found = question_ask(
+        user=admin_user,
+        collection=records,
+        question="When was Abel832 Muller251 diagnosed with Viral sinusitis (disorder)?",
+        k=4,
+    )
+    assert not found.refused and "2018-02-06" in found.text
