@@ -90,7 +90,6 @@ SYNONYMS = {
     "ldl": ("low density lipoprotein",),
     "hdl": ("high density lipoprotein",),
     "bp": ("blood pressure",),
-    "glucose": ("glucose",),
 }
 
 _TOKEN = re.compile(r"[a-z0-9]+(?:\.[a-z0-9]+)*")
@@ -123,3 +122,15 @@ def not_shown_text(*, patient: PatientMatch, topic: str) -> str:
         f"The records of {patient.name} do not show {topic}. "
         "Nothing about it was found in this patient's documents."
     )
+
+
+def search_text(question: str) -> str:
+    """The question with the long forms of its abbreviations added, for retrieval: records
+    spell out "Hemoglobin A1c" where a question says "HbA1c"."""
+    extra = [
+        alternative
+        for word in dict.fromkeys(_tokens(question))
+        for alternative in SYNONYMS.get(word, ())
+        if alternative not in question.lower()
+    ]
+    return f"{question} {' '.join(extra)}" if extra else question

@@ -27,7 +27,7 @@ from ingest.models import Collection, Document
 
 from . import benchmarks
 from .evaluation import BenchmarkError
-from .patients import patient_scope
+from .patients import patient_scope, search_text
 from .retrieval import retrieve
 
 Progress = Callable[[int, int, str, str], None]
@@ -230,7 +230,7 @@ def records_run(
         if query.answerable:
             scope = patient_scope(question=query.query, collection_ids=[collection.id])
             hits = retrieve(
-                question=query.query,
+                question=search_text(query.query) if scope.patients else query.query,
                 collection_ids=[collection.id],
                 k=k_max,
                 document_ids=scope.document_ids,
@@ -242,7 +242,7 @@ def records_run(
                 if key not in documents:
                     continue
                 fmt_hits = retrieve(
-                    question=query.query,
+                    question=search_text(query.query),
                     collection_ids=[collection.id],
                     k=k_max,
                     document_ids=[documents[key].id],

@@ -101,6 +101,8 @@ class _Draft:
     streamed: list[str] = field(default_factory=list)
     removed_citations: list[int] = field(default_factory=list)
     patient_scope: list[int] = field(default_factory=list)  # patients the question named
+    # A patient's record answers list questions (allergies, current medications) line by line.
+    max_sentences: int = 3
 
 
 def question_ask(
@@ -155,7 +157,7 @@ def question_ask_stream(
     hits = []
     if not scope.ambiguous:
         hits = retrieve(
-            question=search_text,
+            question=patients.search_text(search_text) if scope.patients else search_text,
             collection_ids=[collection.id],
             k=k,
             document_ids=scope.document_ids,
@@ -170,6 +172,8 @@ def question_ask_stream(
     draft = _Draft()
     llm = generation.get_llm()
     draft.patient_scope = [p.patient_id for p in scope.patients]
+    if scope.patient is not None:
+        draft.max_sentences = 12
     try:
         if scope.ambiguous:
             draft.text, draft.backend, draft.refused = (
@@ -251,7 +255,10 @@ def _finish(draft: _Draft, *, collection, question: str, passages: list[Passage]
             draft.text, draft.cited = text, cited
             return
     draft.text, draft.cited = _ground(
-        generation.extractive_answer(question=question, passages=passages), passages
+        generation.extractive_answer(
+            question=question, passages=passages, max_sentences=draft.max_sentences
+        ),
+        passages,
     )
     if not draft.text:
         draft.text, draft.refused = refusal_text(collection), True

@@ -175,8 +175,9 @@ def _fact(
 ) -> None:
     when = start or "date not recorded"
     if target == "Medications":
-        text = f"{label}, prescribed {when}" + (f", until {stop}" if stop else "")
-        section = "Past medications" if stop else "Current medications"
+        kind = "Past medication" if stop else "Current medication"
+        text = f"{kind}: {label}, prescribed {when}" + (f", until {stop}" if stop else "")
+        section = f"{kind}s"
         record.add(section, text, ref, sort=start)
     elif target == "Problems":
         text = f"{label}, diagnosed {when}" + (f", resolved {stop}" if stop else ", active")

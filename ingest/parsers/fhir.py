@@ -325,11 +325,12 @@ def _medication(record: Record, r: dict[str, Any], by_url: dict) -> None:
     if not end:
         validity = (r.get("dispenseRequest") or {}).get("validityPeriod") or {}
         end = day(validity.get("end"))
-    current = status in {"active", "on-hold", "intended"} and not (
+    current = status in {"active", "on-hold", "intended"} and not (  # "current" means active
         end and r.get("resourceType") == "MedicationStatement"
     )
     verb = "taken from" if r.get("resourceType") == "MedicationStatement" else "prescribed"
-    text = f"{_medication_name(r, by_url)}, {verb} {start or 'date not recorded'}"
+    kind = "Current medication" if current else "Past medication"
+    text = f"{kind}: {_medication_name(r, by_url)}, {verb} {start or 'date not recorded'}"
     if end:
         text += f", until {end}"
     text += f", status {status}" if status else ""
