@@ -75,7 +75,7 @@ def highlight(text: str, question: str) -> SafeString:
 
 def answer_context(answer: Answer) -> dict:
     """What the answer fragment template needs (the answer page and the stream's last event)."""
-    citations = list(answer.citations.all())
+    citations = list(answer.citations.select_related("chunk").defer("chunk__embedding"))
     question = answer.question
     return {
         "question": question,
@@ -86,6 +86,8 @@ def answer_context(answer: Answer) -> dict:
                 "c": c,
                 "url": viewer_url(c),
                 "html": highlight(c.text, question.text),
+                # Clinical records: the resources / entries the passage's facts came from.
+                "sources": c.chunk.sources if c.chunk is not None else [],
             }
             for c in citations
         ],

@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from django.db.models import F, Q, QuerySet, Value
-from django.db.models.functions import Lower
+from django.db.models.functions import Concat, Lower
 
 from .models import Document, Patient
 from .parsers.base import ParsedDocument, PatientIdentity, SourceRef
@@ -28,8 +28,13 @@ from .parsers.base import ParsedDocument, PatientIdentity, SourceRef
 MIN_IDENTIFIER_LENGTH = 5  # shorter values ("1", "A") would match words by accident
 
 
+def _words(text: str) -> str:
+    return " ".join(re.findall(r"[^\W_]+", text.lower()))
+
+
 def name_key(given: str, family: str) -> str:
-    return " ".join(f"{given} {family}".lower().split())
+    """Lower-case words of the name ("O'Connell601" -> "o connell601"), matched as whole words."""
+    return _words(f"{given} {family}")
 
 
 def _birth(value: str) -> dt.date | None:
@@ -110,10 +115,14 @@ def patients_named(*, question: str, collection_ids: Sequence[int]) -> list[Pati
     if not collection_ids:
         return []
     base = Patient.objects.filter(collection_id__in=list(collection_ids))
-    text = " ".join(question.lower().split())
+    text = f" {_words(question)} "
     words = {w.strip(".'") for w in _WORD.findall(question)}
     words = {w for w in words if w}
-    by_name = base.annotate(q=Value(text)).filter(q__contains=F("name_key")).exclude(name_key="")
+    by_name = (
+        base.exclude(name_key="")
+        .annotate(q=Value(text), key=Concat(Value(" "), F("name_key"), Value(" ")))
+        .filter(q__contains=F("key"))
+    )
     by_identifier = Q()
     for word in words:
         if len(word) >= MIN_IDENTIFIER_LENGTH and any(c.isdigit() for c in word):

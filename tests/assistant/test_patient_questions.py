@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 from django.core.management import call_command
+from django.urls import reverse
 
 from assistant import generation
 from assistant.models import AuditEvent
@@ -99,8 +100,9 @@ def test_retrieval_scoped_to_the_named_patient_returns_only_their_chunks(records
 
 
 def test_answer_about_a_patient_is_audited_with_that_patient_and_exported(
-    records, admin_user, tmp_path
+    records, admin_user, tmp_path, client
 ):
+    client.force_login(admin_user)
     abel = Patient.objects.get(collection=records, family="Muller251")
     lisandra = Patient.objects.get(collection=records, family="Schroeder447")
     answer = question_ask(
@@ -122,6 +124,8 @@ def test_answer_about_a_patient_is_audited_with_that_patient_and_exported(
     question_ask(
         user=admin_user, collection=records, question="When was Lisandra920 Schroeder447 born?", k=4
     )
+    page = client.get(reverse("portal:answer", args=[answer.question_id]))
+    assert page.status_code == 200 and "From: AllergyIntolerance/" in page.content.decode()
 
     out = tmp_path / "abel.jsonl"
     call_command(
