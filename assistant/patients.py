@@ -134,3 +134,10 @@ def search_text(question: str) -> str:
         if alternative not in question.lower()
     ]
     return f"{question} {' '.join(extra)}" if extra else question
+
+
+def without_name(question: str, patient: PatientMatch) -> str:
+    """The question with the patient's name words taken out."""
+    names = set(_tokens(patient.name))
+    kept = [w for w in re.findall(r"\S+", question) if not set(_tokens(w)) & names]
+    return " ".join(kept) or question

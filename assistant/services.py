@@ -103,6 +103,7 @@ class _Draft:
     patient_scope: list[int] = field(default_factory=list)  # patients the question named
     # A patient's record answers list questions (allergies, current medications) line by line.
     max_sentences: int = 3
+    extractive_question: str = ""
 
 
 def question_ask(
@@ -174,6 +175,8 @@ def question_ask_stream(
     draft.patient_scope = [p.patient_id for p in scope.patients]
     if scope.patient is not None:
         draft.max_sentences = 12
+        # Every passage names the patient: their name says nothing about which line answers.
+        draft.extractive_question = patients.without_name(search_text, scope.patient)
     try:
         if scope.ambiguous:
             draft.text, draft.backend, draft.refused = (
@@ -256,7 +259,9 @@ def _finish(draft: _Draft, *, collection, question: str, passages: list[Passage]
             return
     draft.text, draft.cited = _ground(
         generation.extractive_answer(
-            question=question, passages=passages, max_sentences=draft.max_sentences
+            question=draft.extractive_question or question,
+            passages=passages,
+            max_sentences=draft.max_sentences,
         ),
         passages,
     )

@@ -24,7 +24,10 @@ def main(argv: list[str]) -> None:
     argv = [a for a in argv if a != "--llm"]
     benchmark = argv[0] if argv and not argv[0].startswith("-") else str(DEFAULT)
     rest = argv[1:] if argv and not argv[0].startswith("-") else argv
-    root = setup_django()
+    # BENCH_KEEP=1 leaves the scratch database running (its URL is printed) so a later run with
+    # DATABASE_URL set to it skips ingestion.
+    root = setup_django(keep=os.environ.get("BENCH_KEEP") == "1")
+    print(f"DATABASE_URL={os.environ['DATABASE_URL']}", file=sys.stderr)
     proc = None
     if use_llm:
         from assistant import embedded
