@@ -164,6 +164,11 @@ def question_ask_stream(
             document_ids=scope.document_ids,
         )
     relevant = patients.one_patient([h for h in hits if is_relevant(h)])
+    topic = ""
+    if scope.patient is not None and relevant:
+        relevant, topic = _patient_topic(
+            question, scope, relevant, collection_id=collection.id, k=k
+        )
     passages = [
         Passage(n=i, document_name=h.document_name, page=h.page, heading=h.heading, text=h.text)
         for i, h in enumerate(relevant, start=1)
@@ -187,11 +192,7 @@ def question_ask_stream(
             draft.fallback_reason = "Several patients match; asked which one is meant."
         elif not passages:
             draft.text, draft.backend, draft.refused = refusal_text(collection), "none", True
-        elif scope.patient is not None and (
-            topic := patients.missing_topic(
-                question=question, patient=scope.patient, texts=[p.text for p in passages]
-            )
-        ):
+        elif scope.patient is not None and topic:
             # What the question asks about is in none of the patient's passages: say so.
             draft.text = patients.not_shown_text(patient=scope.patient, topic=topic)
             draft.backend, draft.refused = "none", True
@@ -212,6 +213,31 @@ def question_ask_stream(
         draft, user, collection, question, k, meta, follows, relevant, passages, started
     )
     yield {"type": "done", "answer": answer}
+
+
+def _patient_topic(question: str, scope, relevant: list, *, collection_id: int, k: int):
+    """(passages, missing words). When the words naming what is asked about are not all in the
+    passages, search the patient's records for those words alone (full text) and put what it
+    finds first; the words still missing after that are what the records do not show."""
+    patient = scope.patient
+    texts = [h.text for h in relevant]
+    topic = patients.missing_topic(question=question, patient=patient, texts=texts)
+    if not topic:
+        return relevant, ""
+    found = retrieve(
+        question=topic,
+        collection_ids=[collection_id],
+        k=k,
+        document_ids=scope.document_ids,
+        mode="text",
+    )
+    known = {h.chunk_id for h in relevant}
+    extra = [h for h in found if h.chunk_id not in known and h.text_rank > 0][: max(1, k // 2)]
+    if not extra:
+        return relevant, topic
+    relevant = extra + relevant[: max(0, k - len(extra))]
+    texts = [h.text for h in relevant]
+    return relevant, patients.missing_topic(question=question, patient=patient, texts=texts)
 
 
 def _stream_model(llm, draft: _Draft, question, passages, history) -> Iterator[dict[str, Any]]:
