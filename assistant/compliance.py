@@ -39,6 +39,7 @@ class AuditFilter:
     event_type: str = ""
     q: str = ""
     flagged: bool = False
+    patient: int | None = None  # questions whose passages came from this patient's records
 
     @classmethod
     def from_params(cls, params) -> AuditFilter:
@@ -59,6 +60,7 @@ class AuditFilter:
             event_type=(params.get("type") or "").strip()[:50],
             q=(params.get("q") or "").strip()[:200],
             flagged=(params.get("flagged") or "") in {"1", "on", "true"},
+            patient=int(p) if (p := (params.get("patient") or "").strip()).isdigit() else None,
         )
 
     def as_params(self) -> dict[str, str]:
@@ -70,6 +72,7 @@ class AuditFilter:
             "type": self.event_type,
             "q": self.q,
             "flagged": "1" if self.flagged else "",
+            "patient": str(self.patient) if self.patient else "",
         }
         return {k: v for k, v in values.items() if v}
 
@@ -98,6 +101,8 @@ def audit_query(*, filters: AuditFilter) -> QuerySet[AuditEvent]:
         qs = qs.filter(event_type=filters.event_type)
     if filters.flagged:
         qs = qs.filter(flagged=True)
+    if filters.patient:
+        qs = qs.filter(payload__patient_ids__contains=[filters.patient])
     if filters.q:
         qs = qs.extra(  # noqa: S610 - parameterised; websearch syntax is safe for any input
             where=["search_vector @@ websearch_to_tsquery('english', %s)"], params=[filters.q]

@@ -75,8 +75,11 @@ class LLM(Protocol):
 
 
 def stem(word: str) -> str:
-    """A light suffix strip so that "renews", "renewed" and "renewing" meet "renew"."""
-    for suffix in ("ing", "ed", "es", "s"):
+    """A light suffix strip so that "renews", "renewed" and "renewing" meet "renew" (and
+    "allergies" meets "allergy", "currently" meets "current")."""
+    if word.endswith("ies") and len(word) >= 6:
+        return word[:-3] + "y"
+    for suffix in ("ing", "ed", "es", "ly", "s"):
         if word.endswith(suffix) and len(word) - len(suffix) >= 4:
             return word[: -len(suffix)]
     return word

@@ -79,7 +79,7 @@ def answer_context(answer: Answer, *, redact: bool = False) -> dict:
     """What the answer fragment template needs (the answer page and the stream's last event).
 
     With `redact`, identifiers in the answer, its sentences and its passages are replaced."""
-    citations = list(answer.citations.all())
+    citations = list(answer.citations.select_related("chunk").defer("chunk__embedding"))
     question = answer.question
     shown = redact_text if redact else str
     return {
@@ -94,6 +94,8 @@ def answer_context(answer: Answer, *, redact: bool = False) -> dict:
                 "c": c,
                 "url": viewer_url(c),
                 "html": highlight(shown(c.text), question.text),
+                # Clinical records: the resources / entries the passage's facts came from.
+                "sources": c.chunk.sources if c.chunk is not None else [],
             }
             for c in citations
         ],

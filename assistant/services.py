@@ -15,7 +15,7 @@ from django.db import transaction
 
 from ingest.models import Collection
 
-from . import generation
+from . import generation, patients
 from .audit import RequestMeta, audit_record
 from .generation import CITATION, GenerationError, Passage, content_words
 from .models import Answer, AuditEvent, Citation, Feedback, Question
@@ -100,6 +100,10 @@ class _Draft:
     model_error: str = ""
     streamed: list[str] = field(default_factory=list)
     removed_citations: list[int] = field(default_factory=list)
+    patient_scope: list[int] = field(default_factory=list)  # patients the question named
+    # A patient's record answers list questions (allergies, current medications) line by line.
+    max_sentences: int = 3
+    extractive_question: str = ""
 
 
 def question_ask(
@@ -148,8 +152,23 @@ def question_ask_stream(
         history = [generation.Turn(question=follows.text, answer=follows.answer.text)]
         # A follow-up ("and what about renewal?") is searched together with the turn before.
         search_text = f"{follows.text} {question}"
-    hits = retrieve(question=search_text, collection_ids=[collection.id], k=k)
-    relevant = [h for h in hits if is_relevant(h)]
+    # Clinical records: a question naming a patient searches only that patient's documents;
+    # one naming several gets a question back (assistant/patients.py).
+    scope = patients.patient_scope(question=search_text, collection_ids=[collection.id])
+    hits = []
+    if not scope.ambiguous:
+        hits = retrieve(
+            question=patients.search_text(search_text) if scope.patients else search_text,
+            collection_ids=[collection.id],
+            k=k,
+            document_ids=scope.document_ids,
+        )
+    relevant = patients.one_patient([h for h in hits if is_relevant(h)])
+    topic = ""
+    if scope.patient is not None and relevant:
+        relevant, topic = _patient_topic(
+            question, scope, relevant, collection_id=collection.id, k=k
+        )
     passages = [
         Passage(n=i, document_name=h.document_name, page=h.page, heading=h.heading, text=h.text)
         for i, h in enumerate(relevant, start=1)
@@ -158,9 +177,25 @@ def question_ask_stream(
 
     draft = _Draft()
     llm = generation.get_llm()
+    draft.patient_scope = [p.patient_id for p in scope.patients]
+    if scope.patient is not None:
+        draft.max_sentences = 12
+        # Every passage names the patient: their name says nothing about which line answers.
+        draft.extractive_question = patients.without_name(search_text, scope.patient)
     try:
-        if not passages:
+        if scope.ambiguous:
+            draft.text, draft.backend, draft.refused = (
+                patients.clarification_text(scope),
+                "none",
+                True,
+            )
+            draft.fallback_reason = "Several patients match; asked which one is meant."
+        elif not passages:
             draft.text, draft.backend, draft.refused = refusal_text(collection), "none", True
+        elif scope.patient is not None and topic:
+            # What the question asks about is in none of the patient's passages: say so.
+            draft.text = patients.not_shown_text(patient=scope.patient, topic=topic)
+            draft.backend, draft.refused = "none", True
         else:
             if llm is not None:
                 draft.backend, draft.model = llm.backend, llm.model
@@ -178,6 +213,31 @@ def question_ask_stream(
         draft, user, collection, question, k, meta, follows, relevant, passages, started
     )
     yield {"type": "done", "answer": answer}
+
+
+def _patient_topic(question: str, scope, relevant: list, *, collection_id: int, k: int):
+    """(passages, missing words). When the words naming what is asked about are not all in the
+    passages, search the patient's records for those words alone (full text) and put what it
+    finds first; the words still missing after that are what the records do not show."""
+    patient = scope.patient
+    texts = [h.text for h in relevant]
+    topic = patients.missing_topic(question=question, patient=patient, texts=texts)
+    if not topic:
+        return relevant, ""
+    found = retrieve(
+        question=topic,
+        collection_ids=[collection_id],
+        k=k,
+        document_ids=scope.document_ids,
+        mode="text",
+    )
+    known = {h.chunk_id for h in relevant}
+    extra = [h for h in found if h.chunk_id not in known and h.text_rank > 0][: max(1, k // 2)]
+    if not extra:
+        return relevant, topic
+    relevant = extra + relevant[: max(0, k - len(extra))]
+    texts = [h.text for h in relevant]
+    return relevant, patients.missing_topic(question=question, patient=patient, texts=texts)
 
 
 def _stream_model(llm, draft: _Draft, question, passages, history) -> Iterator[dict[str, Any]]:
@@ -224,7 +284,12 @@ def _finish(draft: _Draft, *, collection, question: str, passages: list[Passage]
             draft.text, draft.cited = text, cited
             return
     draft.text, draft.cited = _ground(
-        generation.extractive_answer(question=question, passages=passages), passages
+        generation.extractive_answer(
+            question=draft.extractive_question or question,
+            passages=passages,
+            max_sentences=draft.max_sentences,
+        ),
+        passages,
     )
     if not draft.text:
         draft.text, draft.refused = refusal_text(collection), True
@@ -320,6 +385,9 @@ def _store(
                 "unsupported_sentences": unsupported,
                 "removed_citations": draft.removed_citations,
                 "latency_ms": latency_ms,
+                # Accounting of access (issue 10): whose records the passages came from.
+                "patient_ids": sorted({h.patient_id for h in relevant if h.patient_id}),
+                "patients_named": draft.patient_scope,
                 "passages": [
                     {
                         "n": c.n,
@@ -337,6 +405,8 @@ def _store(
                         "cited": c.cited,
                         "text": c.text,
                         "text_sha256": hashlib.sha256(c.text.encode("utf-8")).hexdigest(),
+                        "patient_id": h.patient_id,
+                        "sources": list(h.sources),
                     }
                     for c, h in zip(citations, relevant, strict=True)
                 ],

@@ -86,6 +86,7 @@ def collection_detail(request: HttpRequest, slug: str) -> HttpResponse:
             "counts": _count_rows(progress),
             "pending": progress.pending > 0,
             "can_manage": can_manage,
+            "patients": list(ingest_selectors.patient_list(collection=collection)),
             "upload_form": upload_form,
             "ask_form": AskForm(initial={"collection": collection.slug}),
         },

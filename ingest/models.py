@@ -50,6 +50,37 @@ class CollectionGrant(models.Model):
         return f"{self.group} -> {self.collection} ({'manage' if self.can_manage else 'read'})"
 
 
+class Patient(models.Model):
+    """A person whose clinical records are in a collection (FHIR, C-CDA, text exports).
+
+    One patient's documents in several formats point at the same row: linked on a shared
+    identifier value (the MRN or the source system's patient id), else on name and birth date
+    (see ingest/records.py)."""
+
+    collection = models.ForeignKey(Collection, on_delete=models.CASCADE, related_name="patients")
+    given = models.CharField(max_length=200, blank=True)
+    family = models.CharField(max_length=200, blank=True)
+    # "given family" in lower case, spaces collapsed: what questions are matched against.
+    name_key = models.CharField(max_length=400, blank=True, db_index=True)
+    birth_date = models.DateField(null=True, blank=True)
+    gender = models.CharField(max_length=40, blank=True)
+    identifiers = models.JSONField(
+        default=list, blank=True, help_text="[{system, value, type}] as the records state them"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["family", "given", "id"]
+        indexes = [models.Index(fields=["collection", "name_key"], name="patient_name_idx")]
+
+    def __str__(self) -> str:
+        return self.name or f"patient {self.pk}"
+
+    @property
+    def name(self) -> str:
+        return " ".join(p for p in (self.given, self.family) if p)
+
+
 def document_upload_to(instance: Document, filename: str) -> str:
     # Content-addressed under the collection: no user-chosen path reaches the filesystem.
     return f"originals/{instance.collection_id}/{instance.sha256[:2]}/{instance.sha256}"
@@ -95,6 +126,14 @@ class Document(models.Model):
     uploaded_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
+    patient = models.ForeignKey(
+        Patient,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="documents",
+        help_text="The patient a clinical record is about (one patient per document)",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
     ingested_at = models.DateTimeField(null=True, blank=True)
@@ -138,6 +177,9 @@ class Chunk(models.Model):
     page = models.PositiveIntegerField(null=True, blank=True)
     page_end = models.PositiveIntegerField(null=True, blank=True)
     heading = models.CharField(max_length=500, blank=True)
+    # Clinical records: where each fact in the chunk came from ("Condition/<id>",
+    # "C-CDA Problems/conditions-desc-1", ...), shown with its citation.
+    sources = models.JSONField(default=list, blank=True)
     embedding = VectorField(dimensions=EMBEDDING_DIMENSIONS)
     embedding_model = models.CharField(max_length=200)
     search_vector = models.GeneratedField(

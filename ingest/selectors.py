@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from django.db import connection, transaction
-from django.db.models import Count, Q, QuerySet
+from django.db.models import Count, Prefetch, Q, QuerySet
 
-from .models import PENDING_STATUSES, Chunk, Collection, Document
+from .models import PENDING_STATUSES, Chunk, Collection, Document, Patient
 
 
 @dataclass(frozen=True)
@@ -27,6 +28,8 @@ class ChunkHit:
     similarity: float  # cosine similarity of the chunk to the question
     text_rank: float  # share (0..1) of the question's weighted search words in the chunk
     document_sha256: str = ""
+    patient_id: int | None = None  # the patient a clinical record is about
+    sources: tuple[str, ...] = ()  # clinical records: each fact's resource / entry
 
 
 ADMIN_ROLE = "admin"
@@ -105,6 +108,15 @@ def document_list(*, collection: Collection) -> QuerySet[Document]:
     )
 
 
+def patient_list(*, collection: Collection) -> QuerySet[Patient]:
+    """The collection's patients (clinical records), with their documents."""
+    return (
+        Patient.objects.filter(collection=collection)
+        .prefetch_related(Prefetch("documents", queryset=Document.objects.defer("text")))
+        .order_by("family", "given", "id")
+    )
+
+
 def chunk_get(*, chunk_id: int, collection_ids: Sequence[int]) -> Chunk:
     return Chunk.objects.select_related("document").get(
         pk=chunk_id, collection_id__in=list(collection_ids)
@@ -178,7 +190,7 @@ fused AS (
 SELECT c.id, c.document_id, d.name, d.source_path, c.collection_id, c.text, c.start, c."end",
        c.page, c.heading, f.score,
        COALESCE(f.similarity, 1 - (c.embedding <=> %(vec)s::vector)) AS similarity,
-       f.text_rank, d.sha256
+       f.text_rank, d.sha256, d.patient_id, c.sources
 FROM fused f
 JOIN ingest_chunk c ON c.id = f.id
 JOIN ingest_document d ON d.id = c.document_id
@@ -198,6 +210,13 @@ def _search_sql(*, mode: str, by_document: bool) -> str:
     vec = _VEC_CTE.format(where=where()) if mode in {"hybrid", "vector"} else _NO_VEC
     fts = _FTS_CTE.format(where_c=where("c.")) if mode in {"hybrid", "text"} else _NO_FTS
     return f"WITH {vec}, {fts}, {_FUSE.format(where_c=where('c.'))}"
+
+
+def _json_list(value: object) -> tuple[str, ...]:
+    # Django's psycopg setup hands jsonb over as text in raw queries.
+    if isinstance(value, str):
+        value = json.loads(value)
+    return tuple(str(v) for v in value or ())
 
 
 def chunk_search(
@@ -254,6 +273,8 @@ def chunk_search(
             similarity=float(r[11]),
             text_rank=float(r[12]),
             document_sha256=r[13],
+            patient_id=r[14],
+            sources=_json_list(r[15]),
         )
         for r in rows
     ]

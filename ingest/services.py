@@ -22,7 +22,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 from django.utils.text import slugify
 
-from . import chunking, parsers
+from . import chunking, parsers, records
 from .embedding import get_embedder
 from .models import PENDING_STATUSES, Chunk, Collection, Document
 from .parsers import ParsedDocument, ParseError
@@ -226,6 +226,7 @@ def document_index(
                     page=d.page,
                     page_end=d.page_end,
                     heading=d.heading[:500],
+                    sources=records.chunk_sources(parsed, d.start, d.end) if parsed.refs else [],
                     embedding=v,
                     embedding_model=embedding_model,
                 )
@@ -233,6 +234,8 @@ def document_index(
             ],
             batch_size=500,
         )
+        if parsed.patient is not None:
+            records.patient_link(document=document, identity=parsed.patient)
         Document.objects.filter(pk=document.pk).update(
             status=Document.Status.READY,
             status_message="",

@@ -21,6 +21,7 @@ from .html import parse_html
 from .image import parse_image
 from .ocr import ocr_available
 from .pdf import parse_pdf
+from .records import RECORD_PARSERS, detect_record
 from .text import parse_markdown, parse_text
 
 PDF = "application/pdf"
@@ -43,6 +44,7 @@ PARSERS: dict[str, Callable[..., ParsedDocument]] = {
     PNG: parse_image,
     JPEG: parse_image,
     TIFF: parse_image,
+    **RECORD_PARSERS,
 }
 OCR_TYPES = {PDF, PNG, JPEG, TIFF}  # parsers that take an `on_ocr` callback
 
@@ -72,7 +74,9 @@ DESCRIPTIONS = {
     JPEG: "a JPEG image",
     TIFF: "a TIFF image",
 }
-ACCEPTED = "PDF, Word (.docx), TXT, Markdown, HTML, e-mail (.eml), PNG, JPEG or TIFF"
+ACCEPTED = (
+    "PDF, Word (.docx), TXT, Markdown, HTML, e-mail (.eml), PNG, JPEG, TIFF, FHIR JSON or C-CDA XML"
+)
 
 # Recognised but refused, with the reason.
 REFUSED = [
@@ -133,6 +137,8 @@ def detect_type(data: bytes, filename: str) -> str:
     claimed = EXTENSIONS.get(ext)
     if not data:
         raise ParseError("The file is empty (0 bytes).")
+    if record_type := detect_record(data):  # FHIR, C-CDA, Synthea text: by content
+        return record_type
     found = _magic(data)
     if found is not None:
         if claimed is None or claimed == found or {claimed, found} <= IMAGE_TYPES:

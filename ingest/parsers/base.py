@@ -48,6 +48,9 @@ class ParsedDocument:
     headings: list[HeadingSpan] = field(default_factory=list)
     attachments: list[Attachment] = field(default_factory=list)
     ocr_seconds: float = 0.0  # time spent in OCR, part of the parse time
+    # Clinical records only: the patient the document is about, and each fact line's source.
+    patient: PatientIdentity | None = None
+    refs: list[SourceRef] = field(default_factory=list)
 
     @property
     def page_count(self) -> int:
@@ -152,3 +155,28 @@ class TextBuilder:
             end = starts[number] - len(PAGE_SEPARATOR) if number < len(starts) else len(text)
             pages.append(PageSpan(number=number, start=start, end=max(start, end)))
         return ParsedDocument(text=text, pages=pages, headings=list(self.headings))
+
+
+@dataclass
+class PatientIdentity:
+    """Who a clinical record is about, as the record states it (see ingest/records.py)."""
+
+    given: str = ""
+    family: str = ""
+    birth_date: str = ""  # YYYY-MM-DD, or "" when the record does not say
+    gender: str = ""
+    identifiers: list[dict[str, str]] = field(default_factory=list)  # {system, value, type}
+
+    @property
+    def name(self) -> str:
+        return " ".join(p for p in (self.given, self.family) if p)
+
+
+@dataclass(frozen=True)
+class SourceRef:
+    """A line of a rendered clinical record and where it came from (FHIR resource type/id, or
+    C-CDA section/entry): offsets into ParsedDocument.text."""
+
+    start: int
+    end: int
+    ref: str

@@ -6,7 +6,7 @@ python manage.py audit checkpoint        (sign and write a checkpoint now)
 python manage.py audit receipt AUDIT_ID [--record FILE]
 python manage.py audit export --format csv|jsonl [--user U] [--collection SLUG]
                               [--since YYYY-MM-DD] [--until YYYY-MM-DD] [--type EVENT]
-                              [--q TEXT] [--flagged] [--output FILE]
+                              [--q TEXT] [--flagged] [--patient ID] [--output FILE]
 python manage.py audit purge             (tombstone entries past AUDIT_RETENTION_DAYS)
 python manage.py audit snapshot-settings (record behaviour-relevant settings if changed)
 """
@@ -56,6 +56,9 @@ class Command(BaseCommand):
         export.add_argument("--flagged", action="store_true")
         export.add_argument(
             "--redact", action="store_true", help="replace identifiers (e-mail, phone, SSN, ...)"
+        )
+        export.add_argument(
+            "--patient", type=int, default=None, help="questions drawing on this patient's records"
         )
         export.add_argument("--output", default="-", help="file to write (default stdout)")
         sub.add_parser("purge", help="tombstone entries older than AUDIT_RETENTION_DAYS")
@@ -189,6 +192,7 @@ class Command(BaseCommand):
             "type": options["type"],
             "q": options["q"],
             "flagged": "1" if options["flagged"] else "",
+            "patient": str(options["patient"] or ""),
         }
         filters = compliance.AuditFilter.from_params(params)
         if options["since"] and filters.since is None or options["until"] and not filters.until:

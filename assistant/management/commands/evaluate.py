@@ -3,7 +3,11 @@
     python manage.py evaluate BENCHMARK.json --collection SLUG [--ingest] [--k 1,2,4,8,16,32,64]
         [--mode hybrid|vector|text] [--per-document] [--limit N] [--details FILE] [--json]
     python manage.py evaluate --pubmedqa ori_pqal.json --collection SLUG [--ingest] ...
+    python manage.py evaluate BENCHMARK.json --records --collection SLUG [--ingest] [--k 1,4,8]
+        [--no-answers] [--answer-k N] [--limit N] [--details FILE] [--json]
 
+--records reads the medical-records benchmark (../shared/eval/records): retrieval hit@k per
+category and per format, answer accuracy and mixed-patient answers (assistant/records_eval.py).
 BENCHMARK.json is the span format of ../shared/eval/README.md (CUAD, ContractNLI); it prints
 recall@k, precision@k and hit@k over the character ranges of the retrieved chunks, and
 retrieval latency (question embedding + search) p50/p95. --pubmedqa scores PubMedQA's labelled
@@ -21,7 +25,7 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
-from assistant import benchmarks, evaluation
+from assistant import benchmarks, evaluation, records_eval
 from ingest.models import Collection
 from ingest.selectors import SEARCH_MODES
 from ingest.services import collection_get_or_create
@@ -43,6 +47,13 @@ class Command(BaseCommand):
         parser.add_argument("--limit", type=int, default=None, help="only the first N queries")
         parser.add_argument("--details", metavar="FILE", help="write per-query results (JSONL)")
         parser.add_argument("--json", action="store_true", help="print a JSON report")
+        parser.add_argument("--records", action="store_true", help="the medical-records benchmark")
+        parser.add_argument(
+            "--no-answers", action="store_true", help="--records: retrieval only, ask nothing"
+        )
+        parser.add_argument(
+            "--answer-k", type=int, default=None, help="--records: passages per answer"
+        )
 
     def handle(self, *args, benchmark, pubmedqa, collection, ingest, k, mode, **options):
         if bool(benchmark) == bool(pubmedqa):
@@ -51,6 +62,11 @@ class Command(BaseCommand):
             raise CommandError("--per-document applies to span benchmarks only.")
         as_json = options["json"]
         limit = options["limit"]
+        if options["records"]:
+            if not benchmark:
+                raise CommandError("--records needs BENCHMARK.json.")
+            self._records(benchmark=benchmark, collection=collection, ingest=ingest, k=k, **options)
+            return
         try:
             ks = evaluation.parse_ks(k)
             path = Path(benchmark or pubmedqa)
@@ -132,6 +148,72 @@ class Command(BaseCommand):
             self.stdout.write(json.dumps(report, indent=2))
         else:
             self._print_table(report)
+
+    def _records(self, *, benchmark, collection, ingest, k, **options) -> None:
+        from django.conf import settings
+
+        as_json = options["json"]
+        try:
+            ks = evaluation.parse_ks(k if k != "1,2,4,8,16,32,64" else "1,4,8")
+            path = Path(benchmark)
+            queries = records_eval.load_records_benchmark(path)[: options["limit"]]
+            sources = records_eval.record_sources(benchmark=path, queries=queries)
+        except evaluation.BenchmarkError as exc:
+            raise CommandError(str(exc)) from exc
+        try:
+            target = collection_get_or_create(slug=collection, create=ingest)
+        except Collection.DoesNotExist as exc:
+            raise CommandError(f"No collection {collection!r}; add --ingest to build it.") from exc
+        progress = None if as_json else self._progress
+        if ingest:
+            counts = benchmarks.benchmark_ingest(
+                collection=target, sources=sources, progress=progress
+            )
+            self.stderr.write(
+                f"ingest: {counts['ingested']} ingested, {counts['present']} already present, "
+                f"{counts['failed']} failed"
+            )
+        run = records_eval.records_run(
+            collection=target,
+            queries=queries,
+            sources=sources,
+            ks=ks,
+            answer=not options["no_answers"],
+            answer_k=options["answer_k"] or settings.RETRIEVAL_K,
+            progress=progress,
+        )
+        if run.missing:
+            self.stderr.write(
+                f"WARNING: {len(run.missing)} referenced document(s) are not ready in the "
+                f"collection; use --ingest: {', '.join(run.missing[:5])}"
+            )
+        report = run.report()
+        report["llm_backend"] = settings.LLM_BACKEND
+        if options["details"]:
+            with open(options["details"], "w", encoding="utf-8") as handle:
+                for row in run.details:
+                    handle.write(json.dumps(row) + "\n")
+        if as_json:
+            self.stdout.write(json.dumps(report, indent=2))
+            return
+        self.stdout.write(f"{report['queries']} queries, backend {report['llm_backend']}")
+        for scope, rows in report["retrieval_hit"].items():
+            self.stdout.write(f"retrieval hit@k, {scope} (n={rows['n']}):")
+            for category, rates in rows.items():
+                if category != "n":
+                    shown = "  ".join(f"@{k} {v:.3f}" for k, v in rates.items())
+                    self.stdout.write(f"  {category:<24} {shown}")
+        answers = report["answers"]
+        if answers["asked"]:
+            self.stdout.write(
+                f"answers: {answers['asked']} asked, answerable accuracy "
+                f"{answers['answerable_accuracy']:.3f}, unanswerable refusal "
+                f"{answers['unanswerable_refusal']:.3f}, mixed-patient answers "
+                f"{answers['mixed_patient_answers']}, backends {answers['backends']}"
+            )
+            for group in ("by_category", "by_formats"):
+                for label, row in answers[group].items():
+                    self.stdout.write(f"  {label:<36} n={row['n']:<4} {row['accuracy']:.3f}")
 
     def _print_table(self, report: dict) -> None:
         rows = report["k"]

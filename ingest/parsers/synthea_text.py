@@ -1,0 +1,59 @@
+"""Synthea's plain-text patient export: the text is kept exactly as it is (offsets are offsets
+into the file), but each section (ALLERGIES:, MEDICATIONS:, ...) becomes its own page, so the
+chunker never runs a chunk across two sections, and the header gives the patient's identity.
+"""
+
+from __future__ import annotations
+
+import re
+
+from .base import PageSpan, ParsedDocument, PatientIdentity, SourceRef
+from .text import decode_text
+
+SYNTHEA_TEXT = "text/x-synthea"
+
+SECTION = re.compile(r"^([A-Z][A-Z /]{2,40}):\s*$", re.MULTILINE)
+_FIELD = re.compile(r"^(Gender|Birth Date|Age|Race|Ethnicity):\s+(.*)$", re.MULTILINE)
+
+
+def sniff(data: bytes) -> bool:
+    head = decode_text(data[:4096])
+    lines = head.split("\n")
+    return (
+        len(lines) > 3
+        and bool(lines[1].strip())
+        and set(lines[1].strip()) == {"="}
+        and "Birth Date:" in head
+        and bool(SECTION.search(head))
+    )
+
+
+def parse_synthea_text(data: bytes) -> ParsedDocument:
+    text = decode_text(data)
+    fields = dict(_FIELD.findall(text[:2000]))
+    name = text.split("\n", 1)[0].strip()
+    given, _, family = name.partition(" ")
+    if " " in family:  # "Given Middle Family": the family name is the last word
+        middle, _, family = family.rpartition(" ")
+    patient = PatientIdentity(
+        given=given,
+        family=family,
+        birth_date=fields.get("Birth Date", "").strip()[:10],
+        gender={"M": "male", "F": "female"}.get(fields.get("Gender", "").strip(), ""),
+    )
+    starts = [0] + [m.start() for m in SECTION.finditer(text)]
+    pages = []
+    for number, start in enumerate(starts, start=1):
+        end = starts[number] if number < len(starts) else len(text)
+        pages.append(PageSpan(number=number, start=start, end=end))
+    refs = []
+    section = "header"
+    offset = 0
+    for number, line in enumerate(text.split("\n"), start=1):
+        heading = SECTION.match(line)
+        if heading:
+            section = heading.group(1)
+        elif line.strip() and not set(line.strip()) <= {"-", "="}:
+            refs.append(SourceRef(offset, offset + len(line), f"text {section} line {number}"))
+        offset += len(line) + 1
+    return ParsedDocument(text=text, pages=pages, patient=patient, refs=refs)
