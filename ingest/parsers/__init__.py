@@ -137,8 +137,6 @@ def detect_type(data: bytes, filename: str) -> str:
     claimed = EXTENSIONS.get(ext)
     if not data:
         raise ParseError("The file is empty (0 bytes).")
-    if record_type := detect_record(data):  # FHIR, C-CDA, Synthea text: by content
-        return record_type
     found = _magic(data)
     if found is not None:
         if claimed is None or claimed == found or {claimed, found} <= IMAGE_TYPES:
@@ -150,6 +148,8 @@ def detect_type(data: bytes, filename: str) -> str:
             f"The file is named {ext} but its content is {DESCRIPTIONS[found]}, "
             f"not {DESCRIPTIONS[claimed]}."
         )
+    if record_type := detect_record(data):  # FHIR, C-CDA, Synthea text: by content
+        return record_type
     if claimed in DESCRIPTIONS:
         raise ParseError(f"The file is named {ext} but its content is not {DESCRIPTIONS[claimed]}.")
     if claimed is None:

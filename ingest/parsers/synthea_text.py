@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import re
 
-from .base import PageSpan, ParsedDocument, PatientIdentity, SourceRef
+from .base import PageSpan, ParsedDocument, ParseError, PatientIdentity, SourceRef
 from .text import decode_text
 
 SYNTHEA_TEXT = "text/x-synthea"
@@ -17,7 +17,10 @@ _FIELD = re.compile(r"^(Gender|Birth Date|Age|Race|Ethnicity):\s+(.*)$", re.MULT
 
 
 def sniff(data: bytes) -> bool:
-    head = decode_text(data[:4096])
+    try:
+        head = decode_text(data[:4096])
+    except ParseError:
+        return False  # binary content: not a text export
     lines = head.split("\n")
     return (
         len(lines) > 3
