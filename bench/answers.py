@@ -180,8 +180,10 @@ def main() -> None:
     )
     try:
         backends = [b.strip() for b in args.backends.split(",") if b.strip()]
-        bench_pubmedqa(args.pubmedqa, backends, url)
-        bench_cuad(args.cuad_docs, args.nda_docs, backends, url)
+        if args.pubmedqa:
+            bench_pubmedqa(args.pubmedqa, backends, url)
+        if args.cuad_docs:
+            bench_cuad(args.cuad_docs, args.nda_docs, backends, url)
     finally:
         embedded.stop(proc)
 
