@@ -36,6 +36,7 @@ def retrieve(
         vector_weight=settings.RETRIEVAL_VECTOR_WEIGHT,
         text_weight=settings.RETRIEVAL_TEXT_WEIGHT,
         neighbours=settings.RETRIEVAL_NEIGHBOURS,
+        ef_search=settings.RETRIEVAL_EF_SEARCH,
     )
 
 

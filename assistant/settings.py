@@ -230,6 +230,8 @@ RETRIEVAL_VECTOR_WEIGHT = env_float("RETRIEVAL_VECTOR_WEIGHT", 1.0)
 RETRIEVAL_TEXT_WEIGHT = env_float("RETRIEVAL_TEXT_WEIGHT", 1.0)
 # Widen each passage by this many neighbouring chunks on each side (0 = off).
 RETRIEVAL_NEIGHBOURS = env_int("RETRIEVAL_NEIGHBOURS", 0, minimum=0)
+# HNSW scan candidate list (hnsw.ef_search); 0 = max(40, RETRIEVAL_CANDIDATES).
+RETRIEVAL_EF_SEARCH = env_int("RETRIEVAL_EF_SEARCH", 0, minimum=0)
 
 # --- Answer generation -----------------------------------------------------------------------
 # openai: chat completions against vLLM or any OpenAI-compatible server.

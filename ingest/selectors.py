@@ -182,6 +182,11 @@ def _search_sql(*, mode: str, by_document: bool, expand: bool = False) -> str:
     return f"WITH {vec}, {fts}, {fuse}"
 
 
+def hnsw_ef_search(candidates: int, ef_search: int = 0) -> int:
+    """The hnsw.ef_search a search with `candidates` uses (pgvector allows 1..1000)."""
+    return min(1000, max(1, int(ef_search) if ef_search else max(40, int(candidates))))
+
+
 def chunk_search(
     *,
     query_text: str,
@@ -196,6 +201,7 @@ def chunk_search(
     vector_weight: float = 1.0,
     text_weight: float = 1.0,
     neighbours: int = 0,
+    ef_search: int = 0,
 ) -> list[ChunkHit]:
     """Top-k chunks of the given collections for a question, best first.
 
@@ -204,6 +210,7 @@ def chunk_search(
     `vector_weight` / `text_weight` scale each arm's reciprocal-rank score in the fusion.
     `neighbours` > 0 widens each hit to the text from `neighbours` chunks before it to as many
     after it in its document (start/end/text change; score, page and heading stay the hit's).
+    `ef_search` is the HNSW scan's candidate list size (0: max(40, candidates)).
     """
     if mode not in SEARCH_MODES:
         raise ValueError(f"mode must be one of {SEARCH_MODES}, got {mode!r}")
@@ -226,7 +233,7 @@ def chunk_search(
     sql = _search_sql(mode=mode, by_document=document_ids is not None, expand=neighbours > 0)
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
-        cursor.execute(f"SET LOCAL hnsw.ef_search = {max(40, int(candidates))}")
+        cursor.execute(f"SET LOCAL hnsw.ef_search = {hnsw_ef_search(candidates, ef_search)}")
         cursor.execute(sql, params)
         rows = cursor.fetchall()
     return [

@@ -74,3 +74,12 @@ def test_a_zero_arm_weight_ranks_as_the_other_arm_alone(contract):
     assert [h.chunk_id for h in only_vector] == vector
     assert [h.chunk_id for h in only_text] == text
     assert "ninety days written notice" in only_text[0].text
+
+
+def test_ef_search_follows_the_candidates_unless_set():
+    from ingest.selectors import hnsw_ef_search
+
+    assert hnsw_ef_search(50) == 50
+    assert hnsw_ef_search(10) == 40
+    assert hnsw_ef_search(50, 200) == 200
+    assert hnsw_ef_search(50, 5000) == 1000
