@@ -323,7 +323,10 @@ def main() -> None:
     collections, docs = ensure_collections(args.collections)
     target_col = collections[0]
     rng = np.random.default_rng(args.seed)
+    from pgvector.psycopg import register_vector
+
     conn = psycopg.connect(os.environ["DATABASE_URL"])
+    register_vector(conn)
     report = []
     for target in targets:
         with conn.cursor() as cursor:
