@@ -37,6 +37,7 @@ def retrieve(
         text_weight=settings.RETRIEVAL_TEXT_WEIGHT,
         neighbours=settings.RETRIEVAL_NEIGHBOURS,
         ef_search=settings.RETRIEVAL_EF_SEARCH,
+        max_terms=settings.RETRIEVAL_TEXT_MAX_TERMS,
     )
 
 

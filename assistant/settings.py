@@ -232,6 +232,8 @@ RETRIEVAL_TEXT_WEIGHT = env_float("RETRIEVAL_TEXT_WEIGHT", 1.0)
 RETRIEVAL_NEIGHBOURS = env_int("RETRIEVAL_NEIGHBOURS", 0, minimum=0)
 # HNSW scan candidate list (hnsw.ef_search); 0 = max(40, RETRIEVAL_CANDIDATES).
 RETRIEVAL_EF_SEARCH = env_int("RETRIEVAL_EF_SEARCH", 0, minimum=0)
+# Full-text search keeps only this many of the question's rarest words (0 = all).
+RETRIEVAL_TEXT_MAX_TERMS = env_int("RETRIEVAL_TEXT_MAX_TERMS", 0, minimum=0)
 
 # --- Answer generation -----------------------------------------------------------------------
 # openai: chat completions against vLLM or any OpenAI-compatible server.

@@ -256,6 +256,7 @@ def measure(
                 mode=mode,
                 max_df=settings.RETRIEVAL_TEXT_MAX_DF,
                 ef_search=ef,
+                max_terms=settings.RETRIEVAL_TEXT_MAX_TERMS,
             )
             elapsed = (time.perf_counter() - started) * 1000
             assert all(h.collection_id == target_col for h in hits)
@@ -315,6 +316,7 @@ def main() -> None:
 
     root = setup_django(keep=True)
     import psycopg
+    from django.conf import settings
     from django.db import connection
 
     cuad = Path(args.cuad)
@@ -390,6 +392,8 @@ def main() -> None:
             "m": args.m,
             "ef_construction": args.ef_construction,
             "workers": args.workers,
+            "text_max_terms": settings.RETRIEVAL_TEXT_MAX_TERMS,
+            "load_average_1_5_15": os.getloadavg(),
         }
         report.append(row)
         print(json.dumps(row, indent=2), flush=True)

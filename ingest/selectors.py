@@ -115,6 +115,7 @@ stats AS (
     FROM unnest(to_tsvector('english', %(q)s)) AS t
 ), kept AS (
     SELECT tq, idf FROM terms WHERE idf >= -ln(%(max_df)s)
+    ORDER BY idf DESC LIMIT %(max_terms)s
 ), ortq AS (
     SELECT string_agg(tq::text, ' | ')::tsquery AS q, sum(idf) AS total FROM kept
 ), fts AS (
@@ -202,6 +203,7 @@ def chunk_search(
     text_weight: float = 1.0,
     neighbours: int = 0,
     ef_search: int = 0,
+    max_terms: int = 0,
 ) -> list[ChunkHit]:
     """Top-k chunks of the given collections for a question, best first.
 
@@ -211,6 +213,7 @@ def chunk_search(
     `neighbours` > 0 widens each hit to the text from `neighbours` chunks before it to as many
     after it in its document (start/end/text change; score, page and heading stay the hit's).
     `ef_search` is the HNSW scan's candidate list size (0: max(40, candidates)).
+    `max_terms` > 0 keeps only that many of the question's rarest words in the full-text arm.
     """
     if mode not in SEARCH_MODES:
         raise ValueError(f"mode must be one of {SEARCH_MODES}, got {mode!r}")
@@ -229,6 +232,7 @@ def chunk_search(
         "wvec": float(vector_weight),
         "wfts": float(text_weight),
         "nb": int(neighbours),
+        "max_terms": int(max_terms) if max_terms > 0 else None,  # LIMIT NULL: all
     }
     sql = _search_sql(mode=mode, by_document=document_ids is not None, expand=neighbours > 0)
     with transaction.atomic(), connection.cursor() as cursor:

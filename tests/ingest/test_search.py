@@ -83,3 +83,15 @@ def test_ef_search_follows_the_candidates_unless_set():
     assert hnsw_ef_search(10) == 40
     assert hnsw_ef_search(50, 200) == 200
     assert hnsw_ef_search(50, 5000) == 1000
+
+
+def test_max_terms_keeps_only_the_rarest_question_words(contract):
+    from ingest.services import chunk_statistics_refresh
+
+    collection, _ = contract
+    chunk_statistics_refresh()
+    question = "agreement warehouse"  # "agreement" is in two chunks, "warehouse" in one
+    every = search(collection, question, k=5, mode="text", max_df=0.5)
+    rarest = search(collection, question, k=5, mode="text", max_df=0.5, max_terms=1)
+    assert len(every) == 3
+    assert len(rarest) == 1 and "Rotterdam" in rarest[0].text
