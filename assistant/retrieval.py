@@ -33,6 +33,11 @@ def retrieve(
         document_ids=document_ids,
         mode=mode,
         max_df=settings.RETRIEVAL_TEXT_MAX_DF,
+        vector_weight=settings.RETRIEVAL_VECTOR_WEIGHT,
+        text_weight=settings.RETRIEVAL_TEXT_WEIGHT,
+        neighbours=settings.RETRIEVAL_NEIGHBOURS,
+        ef_search=settings.RETRIEVAL_EF_SEARCH,
+        max_terms=settings.RETRIEVAL_TEXT_MAX_TERMS,
     )
 
 

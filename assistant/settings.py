@@ -242,6 +242,15 @@ RETRIEVAL_TEXT_MAX_DF = env_float("RETRIEVAL_TEXT_MAX_DF", 0.5)
 # A passage also counts as related when it holds at least this share of the question's search
 # words (weighted by rarity); 1.0 = all of them, as an AND search.
 RETRIEVAL_MIN_TEXT_MATCH = env_float("RETRIEVAL_MIN_TEXT_MATCH", 1.0)
+# Weights of the vector and full-text arms in reciprocal-rank fusion (see docs/retrieval.md).
+RETRIEVAL_VECTOR_WEIGHT = env_float("RETRIEVAL_VECTOR_WEIGHT", 1.0)
+RETRIEVAL_TEXT_WEIGHT = env_float("RETRIEVAL_TEXT_WEIGHT", 1.0)
+# Widen each passage by this many neighbouring chunks on each side (0 = off).
+RETRIEVAL_NEIGHBOURS = env_int("RETRIEVAL_NEIGHBOURS", 0, minimum=0)
+# HNSW scan candidate list (hnsw.ef_search); 0 = max(40, RETRIEVAL_CANDIDATES).
+RETRIEVAL_EF_SEARCH = env_int("RETRIEVAL_EF_SEARCH", 0, minimum=0)
+# Full-text search keeps only this many of the question's rarest words (0 = all).
+RETRIEVAL_TEXT_MAX_TERMS = env_int("RETRIEVAL_TEXT_MAX_TERMS", 0, minimum=0)
 
 # --- Answer generation -----------------------------------------------------------------------
 # openai: chat completions against vLLM or any OpenAI-compatible server.

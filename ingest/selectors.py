@@ -159,6 +159,7 @@ stats AS (
     FROM unnest(to_tsvector('english', %(q)s)) AS t
 ), kept AS (
     SELECT tq, idf FROM terms WHERE idf >= -ln(%(max_df)s)
+    ORDER BY idf DESC LIMIT %(max_terms)s
 ), ortq AS (
     SELECT string_agg(tq::text, ' | ')::tsquery AS q, sum(idf) AS total FROM kept
 ), fts AS (
@@ -182,25 +183,34 @@ _NO_FTS = (
 _FUSE = """
 fused AS (
     SELECT COALESCE(vec.id, fts.id) AS id,
-           COALESCE(1.0 / (%(rrf)s + vec.rnk), 0) + COALESCE(1.0 / (%(rrf)s + fts.rnk), 0)
-               AS score,
+           COALESCE(%(wvec)s / (%(rrf)s + vec.rnk), 0)
+               + COALESCE(%(wfts)s / (%(rrf)s + fts.rnk), 0) AS score,
            vec.similarity, COALESCE(fts.text_rank, 0) AS text_rank
     FROM vec FULL OUTER JOIN fts ON vec.id = fts.id
 )
-SELECT c.id, c.document_id, d.name, d.source_path, c.collection_id, c.text, c.start, c."end",
+SELECT c.id, c.document_id, d.name, d.source_path, c.collection_id, {text}, {start}, {end},
        c.page, c.heading, f.score,
        COALESCE(f.similarity, 1 - (c.embedding <=> %(vec)s::vector)) AS similarity,
        f.text_rank, d.sha256, d.patient_id, c.sources
-FROM fused f
+FROM (
+    SELECT f.* FROM fused f JOIN ingest_chunk c ON c.id = f.id
+    WHERE {where_c} ORDER BY f.score DESC, f.id LIMIT %(k)s
+) f
 JOIN ingest_chunk c ON c.id = f.id
 JOIN ingest_document d ON d.id = c.document_id
-WHERE {where_c}
+{expand}
 ORDER BY f.score DESC, c.id
-LIMIT %(k)s
 """
+# Neighbouring-chunk expansion: a hit becomes the document's text from the start of the chunk
+# `neighbours` before it to the end of the one `neighbours` after it (same document).
+_EXPAND = """CROSS JOIN LATERAL (
+    SELECT min(n.start) AS s, max(n."end") AS e FROM ingest_chunk n
+    WHERE n.document_id = c.document_id
+      AND n.ordinal BETWEEN c.ordinal - %(nb)s AND c.ordinal + %(nb)s
+) x"""
 
 
-def _search_sql(*, mode: str, by_document: bool) -> str:
+def _search_sql(*, mode: str, by_document: bool, expand: bool = False) -> str:
     def where(alias: str = "") -> str:
         clause = f"{alias}collection_id = ANY(%(cols)s)"
         if by_document:
@@ -209,7 +219,17 @@ def _search_sql(*, mode: str, by_document: bool) -> str:
 
     vec = _VEC_CTE.format(where=where()) if mode in {"hybrid", "vector"} else _NO_VEC
     fts = _FTS_CTE.format(where_c=where("c.")) if mode in {"hybrid", "text"} else _NO_FTS
-    return f"WITH {vec}, {fts}, {_FUSE.format(where_c=where('c.'))}"
+    if expand:
+        select = {"text": "substr(d.text, x.s + 1, x.e - x.s)", "start": "x.s", "end": "x.e"}
+    else:
+        select = {"text": "c.text", "start": "c.start", "end": 'c."end"'}
+    fuse = _FUSE.format(where_c=where("c."), expand=_EXPAND if expand else "", **select)
+    return f"WITH {vec}, {fts}, {fuse}"
+
+
+def hnsw_ef_search(candidates: int, ef_search: int = 0) -> int:
+    """The hnsw.ef_search a search with `candidates` uses (pgvector allows 1..1000)."""
+    return min(1000, max(1, int(ef_search) if ef_search else max(40, int(candidates))))
 
 
 def _json_list(value: object) -> tuple[str, ...]:
@@ -230,11 +250,21 @@ def chunk_search(
     document_ids: Sequence[int] | None = None,
     mode: str = "hybrid",
     max_df: float = 0.2,
+    vector_weight: float = 1.0,
+    text_weight: float = 1.0,
+    neighbours: int = 0,
+    ef_search: int = 0,
+    max_terms: int = 0,
 ) -> list[ChunkHit]:
     """Top-k chunks of the given collections for a question, best first.
 
     `document_ids` further restricts the search to those documents (inside the SQL, like the
     collection filter). `mode` is "hybrid" (both arms fused), "vector" or "text" (one arm).
+    `vector_weight` / `text_weight` scale each arm's reciprocal-rank score in the fusion.
+    `neighbours` > 0 widens each hit to the text from `neighbours` chunks before it to as many
+    after it in its document (start/end/text change; score, page and heading stay the hit's).
+    `ef_search` is the HNSW scan's candidate list size (0: max(40, candidates)).
+    `max_terms` > 0 keeps only that many of the question's rarest words in the full-text arm.
     """
     if mode not in SEARCH_MODES:
         raise ValueError(f"mode must be one of {SEARCH_MODES}, got {mode!r}")
@@ -250,11 +280,15 @@ def chunk_search(
         "k": k,
         "rrf": rrf_k,
         "max_df": max_df,
+        "wvec": float(vector_weight),
+        "wfts": float(text_weight),
+        "nb": int(neighbours),
+        "max_terms": int(max_terms) if max_terms > 0 else None,  # LIMIT NULL: all
     }
-    sql = _search_sql(mode=mode, by_document=document_ids is not None)
+    sql = _search_sql(mode=mode, by_document=document_ids is not None, expand=neighbours > 0)
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
-        cursor.execute(f"SET LOCAL hnsw.ef_search = {max(40, int(candidates))}")
+        cursor.execute(f"SET LOCAL hnsw.ef_search = {hnsw_ef_search(candidates, ef_search)}")
         cursor.execute(sql, params)
         rows = cursor.fetchall()
     return [
