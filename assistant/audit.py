@@ -69,21 +69,24 @@ def _canonical_document(
     )
 
 
+def canonical_document_of(event: AuditEvent) -> bytes:
+    """The exact bytes an entry's payload hash is taken over."""
+    return _canonical_document(
+        event_type=event.event_type,
+        created_at=event.created_at,
+        actor_id=event.actor_id,
+        actor_username=event.actor_username,
+        ip_address=event.ip_address,
+        user_agent=event.user_agent,
+        collection_id=event.collection_id,
+        flagged=event.flagged,
+        summary=event.summary,
+        payload=event.payload,
+    )
+
+
 def payload_hash_of(event: AuditEvent) -> str:
-    return hashlib.sha256(
-        _canonical_document(
-            event_type=event.event_type,
-            created_at=event.created_at,
-            actor_id=event.actor_id,
-            actor_username=event.actor_username,
-            ip_address=event.ip_address,
-            user_agent=event.user_agent,
-            collection_id=event.collection_id,
-            flagged=event.flagged,
-            summary=event.summary,
-            payload=event.payload,
-        )
-    ).hexdigest()
+    return hashlib.sha256(canonical_document_of(event)).hexdigest()
 
 
 def entry_hash_of(prev_hash: str, payload_hash: str) -> str:

@@ -123,12 +123,8 @@ def audit_page(
     return rows, (rows[-1].id if more and rows else None)
 
 
-def event_row(event: AuditEvent) -> dict[str, Any]:
-    return _event_row(event)
-
-
-def _event_row(event: AuditEvent) -> dict[str, Any]:
-    return {
+def event_row(event: AuditEvent, *, with_payload: bool = True) -> dict[str, Any]:
+    row = {
         "id": event.id,
         "created_at": event.created_at.isoformat(),
         "event_type": event.event_type,
@@ -142,8 +138,10 @@ def _event_row(event: AuditEvent) -> dict[str, Any]:
         "payload_hash": event.payload_hash,
         "prev_hash": event.prev_hash,
         "entry_hash": event.entry_hash,
-        "payload": event.payload,
     }
+    if with_payload:
+        row["payload"] = event.payload
+    return row
 
 
 def export_lines(*, filters: AuditFilter, fmt: str, redact: bool = False) -> Iterator[str]:
@@ -156,8 +154,8 @@ def export_lines(*, filters: AuditFilter, fmt: str, redact: bool = False) -> Ite
     qs = audit_query(filters=filters).order_by("id")
     fields = EXPORT_FIELDS + (["identifiers_redacted"] if redact else [])
 
-    def event_row(event: AuditEvent) -> dict[str, Any]:
-        row = _event_row(event)
+    def export_row(event: AuditEvent) -> dict[str, Any]:
+        row = event_row(event)
         return redact_row(row) if redact else row
 
     if fmt == "csv":
@@ -168,13 +166,13 @@ def export_lines(*, filters: AuditFilter, fmt: str, redact: bool = False) -> Ite
         for event in qs.iterator(chunk_size=2000):
             buffer.seek(0)
             buffer.truncate()
-            row = event_row(event)
+            row = export_row(event)
             row["payload"] = json.dumps(row["payload"], ensure_ascii=False, sort_keys=True)
             writer.writerow(row)
             yield buffer.getvalue()
     elif fmt == "jsonl":
         for event in qs.iterator(chunk_size=2000):
-            yield json.dumps(event_row(event), ensure_ascii=False, sort_keys=True) + "\n"
+            yield json.dumps(export_row(event), ensure_ascii=False, sort_keys=True) + "\n"
     else:
         raise ValueError(f"unknown export format {fmt!r}")
 

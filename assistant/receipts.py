@@ -14,7 +14,7 @@ from typing import Any
 from django.conf import settings
 
 from . import audit_tree, merkle
-from .audit import _canonical_document
+from .audit import canonical_document_of
 from .checkpoints import SigningKeyMissing, checkpoint_message, load_signing_key
 from .models import Answer, AuditCheckpoint, AuditEvent
 
@@ -112,18 +112,7 @@ def entry_record(event: AuditEvent) -> bytes:
     """The exact bytes whose SHA-256 is the entry's payload hash (not for redacted entries)."""
     if event.redacted:
         raise ReceiptUnavailable("This entry was erased; only its hash is kept.")
-    document = _canonical_document(
-        event_type=event.event_type,
-        created_at=event.created_at,
-        actor_id=event.actor_id,
-        actor_username=event.actor_username,
-        ip_address=event.ip_address,
-        user_agent=event.user_agent,
-        collection_id=event.collection_id,
-        flagged=event.flagged,
-        summary=event.summary,
-        payload=event.payload,
-    )
+    document = canonical_document_of(event)
     if hashlib.sha256(document).hexdigest() != event.payload_hash:
         raise ReceiptUnavailable("This entry no longer matches its hash; run `audit verify`.")
     return document

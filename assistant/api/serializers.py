@@ -197,23 +197,4 @@ def document_data(document: Document) -> dict[str, Any]:
 def audit_data(event: AuditEvent, *, with_payload: bool) -> dict[str, Any]:
     from ..compliance import event_row
 
-    row = event_row(event) if with_payload else _row_without_payload(event)
-    return row
-
-
-def _row_without_payload(event: AuditEvent) -> dict[str, Any]:
-    return {
-        "id": event.id,
-        "created_at": event.created_at.isoformat(),
-        "event_type": event.event_type,
-        "actor": event.actor_username,
-        "ip_address": event.ip_address,
-        "user_agent": event.user_agent,
-        "collection_id": event.collection_id,
-        "flagged": event.flagged,
-        "summary": event.summary,
-        "redacted": event.redacted,
-        "payload_hash": event.payload_hash,
-        "prev_hash": event.prev_hash,
-        "entry_hash": event.entry_hash,
-    }
+    return event_row(event, with_payload=with_payload)
