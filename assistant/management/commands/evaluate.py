@@ -78,19 +78,8 @@ class Command(BaseCommand):
                 sources = benchmarks.pubmed_sources(benchmark=path, questions=questions)
         except evaluation.BenchmarkError as exc:
             raise CommandError(str(exc)) from exc
-        try:
-            target = collection_get_or_create(slug=collection, create=ingest)
-        except Collection.DoesNotExist as exc:
-            raise CommandError(f"No collection {collection!r}; add --ingest to build it.") from exc
+        target = self._collection(collection, sources, ingest=ingest, quiet=as_json)
         progress = None if as_json else self._progress
-        if ingest:
-            counts = benchmarks.benchmark_ingest(
-                collection=target, sources=sources, progress=progress
-            )
-            self.stderr.write(
-                f"ingest: {counts['ingested']} ingested, {counts['present']} already present, "
-                f"{counts['failed']} failed"
-            )
         if benchmark:
             run = benchmarks.span_benchmark_run(
                 collection=target,
@@ -149,6 +138,22 @@ class Command(BaseCommand):
         else:
             self._print_table(report)
 
+    def _collection(self, slug: str, sources, *, ingest: bool, quiet: bool) -> Collection:
+        """The benchmark's collection; with `ingest`, created and filled with its files first."""
+        try:
+            target = collection_get_or_create(slug=slug, create=ingest)
+        except Collection.DoesNotExist as exc:
+            raise CommandError(f"No collection {slug!r}; add --ingest to build it.") from exc
+        if ingest:
+            counts = benchmarks.benchmark_ingest(
+                collection=target, sources=sources, progress=None if quiet else self._progress
+            )
+            self.stderr.write(
+                f"ingest: {counts['ingested']} ingested, {counts['present']} already present, "
+                f"{counts['failed']} failed"
+            )
+        return target
+
     def _records(self, *, benchmark, collection, ingest, k, **options) -> None:
         from django.conf import settings
 
@@ -160,19 +165,8 @@ class Command(BaseCommand):
             sources = records_eval.record_sources(benchmark=path, queries=queries)
         except evaluation.BenchmarkError as exc:
             raise CommandError(str(exc)) from exc
-        try:
-            target = collection_get_or_create(slug=collection, create=ingest)
-        except Collection.DoesNotExist as exc:
-            raise CommandError(f"No collection {collection!r}; add --ingest to build it.") from exc
+        target = self._collection(collection, sources, ingest=ingest, quiet=as_json)
         progress = None if as_json else self._progress
-        if ingest:
-            counts = benchmarks.benchmark_ingest(
-                collection=target, sources=sources, progress=progress
-            )
-            self.stderr.write(
-                f"ingest: {counts['ingested']} ingested, {counts['present']} already present, "
-                f"{counts['failed']} failed"
-            )
         run = records_eval.records_run(
             collection=target,
             queries=queries,
