@@ -69,4 +69,4 @@ VOLUME ["/data"]
 EXPOSE 8000
 
 CMD ["gunicorn", "assistant.wsgi:application", "--bind", "0.0.0.0:8000", "--workers", "3", \
-     "--threads", "4", "--timeout", "120", "--access-logfile", "-"]
+     "--threads", "4", "--reuse-port", "--timeout", "120", "--access-logfile", "-"]

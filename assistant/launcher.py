@@ -128,7 +128,9 @@ def main() -> int:
             [str(bindir / "gunicorn"), "assistant.wsgi:application",
              "--bind", f"127.0.0.1:{port}", "--workers", env.get("WEB_WORKERS", "2"),
              "--threads", "4", "--timeout", "180", "--access-logfile", str(logs / "access.log"),
-             "--error-logfile", str(logs / "web.log")],
+             # One listening socket per worker: the kernel spreads connections evenly, so no
+             # worker queues most keep-alive clients (docs/performance.md, Load).
+             "--reuse-port", "--error-logfile", str(logs / "web.log")],
             env=env,
         )  # fmt: skip
         children.append(("web", web))

@@ -225,7 +225,8 @@ def main() -> int:
         [
             str(Path(sys.executable).parent / "gunicorn"), "assistant.wsgi:application",
             "--bind", f"127.0.0.1:{port}", "--workers", str(args.workers),
-            "--threads", str(args.threads), "--timeout", "180", "--chdir", str(REPO),
+            "--threads", str(args.threads), "--reuse-port", "--timeout", "180",
+            "--chdir", str(REPO),
         ],
         env=env,
         log=log,

@@ -115,6 +115,8 @@ def patients_named(*, question: str, collection_ids: Sequence[int]) -> list[Pati
     if not collection_ids:
         return []
     base = Patient.objects.filter(collection_id__in=list(collection_ids))
+    if not base.exists():  # most collections hold no patient records: one cheap query
+        return []
     text = f" {_words(question)} "
     words = {w.strip(".'") for w in _WORD.findall(question)}
     words = {w for w in words if w}
