@@ -38,6 +38,7 @@ def generation_parameters(*, k: int) -> dict[str, Any]:
         "chunk_size": settings.CHUNK_SIZE,
         "chunk_overlap": settings.CHUNK_OVERLAP,
         "embedding_model": settings.EMBEDDING_MODEL or "sentence-transformers/all-MiniLM-L6-v2",
+        "patient_answers": settings.PATIENT_ANSWERS,
     }
 
 
@@ -197,7 +198,8 @@ def question_ask_stream(
             draft.text = patients.not_shown_text(patient=scope.patient, topic=topic)
             draft.backend, draft.refused = "none", True
         else:
-            if llm is not None:
+            quote_record = scope.patient is not None and settings.PATIENT_ANSWERS == "quote"
+            if llm is not None and not quote_record:
                 draft.backend, draft.model = llm.backend, llm.model
                 yield from _stream_model(llm, draft, question, passages, history)
             _finish(draft, collection=collection, question=search_text, passages=passages)

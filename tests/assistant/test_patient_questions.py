@@ -186,3 +186,22 @@ def test_a_fact_missing_from_the_patients_record_is_not_guessed(records, admin_u
         k=4,
     )
     assert not found.refused and "2018-02-06" in found.text
+
+
+def test_patient_questions_quote_the_record_unless_the_model_is_asked_for(
+    records, admin_user, settings, use_llamacpp
+):
+    """PATIENT_ANSWERS=quote (the default): the record's own lines, even with a model set up;
+    =model: the configured model (the real llama.cpp server) writes the answer."""
+    question = "What allergies are recorded for Abel832 Muller251?"
+    settings.PATIENT_ANSWERS = "quote"
+    quoted = question_ask(user=admin_user, collection=records, question=question, k=4)
+    assert quoted.backend == "extractive" and not quoted.fallback_reason
+    assert "Allergy to fish" in quoted.text
+    event = AuditEvent.objects.get(payload__answer_id=quoted.id)
+    assert event.payload["parameters"]["patient_answers"] == "quote"
+
+    settings.PATIENT_ANSWERS = "model"
+    written = question_ask(user=admin_user, collection=records, question=question, k=4)
+    # The model answered, or its answer was replaced for a stated reason: either way it was asked.
+    assert written.backend == "llamacpp" or "model" in written.fallback_reason
