@@ -148,6 +148,24 @@ class RecordsRun:
     missing: list[str] = field(default_factory=list)
     details: list[dict] = field(default_factory=list)
 
+    def answer_add(
+        self, query: RecordQuery, *, text: str, refused: bool, backend: str, patients: set
+    ) -> bool:
+        """Score one answer (`patients`: those its passages came from) and count it."""
+        self.asked += 1
+        self.backend[backend] += 1
+        if len(patients - {None}) > 1:
+            self.mixed += 1
+        if query.answerable:
+            ok = not refused and all(holds(text, g) for g in query.answers)
+        else:
+            ok = refused or bool(REFUSAL.search(text))
+        self.answers[query.label].append(ok)
+        formats = "+".join(sorted({doc_format(d) for d in query.documents}))
+        kind = "answerable" if query.answerable else "unanswerable"
+        self.answers_by_format[f"{formats} {kind}"].append(ok)
+        return ok
+
     def report(self) -> dict:
         def accuracy(rows: list[bool]) -> float:
             return round(sum(rows) / len(rows), 4) if rows else 0.0
@@ -195,9 +213,9 @@ def _merge(tallies) -> Tally:
     return total
 
 
-def _hit_at(
-    hits, gold: Sequence[str], patient_id: int | None, ks: Sequence[int]
-) -> dict[int, bool]:
+def hit_at(hits, gold: Sequence[str], patient_id, ks: Sequence[int]) -> dict[int, bool]:
+    """For each k: whether every gold item is in one of the first k `hits` (objects with
+    `text` and `patient_id`) that belong to `patient_id` (None: any patient)."""
     result = {}
     for k in ks:
         texts = [h.text for h in hits[:k] if patient_id is None or h.patient_id == patient_id]
@@ -235,9 +253,9 @@ def records_run(
                 k=k_max,
                 document_ids=scope.document_ids,
             )
-            hit_at = _hit_at(hits, query.answers, patient_id, ks)
-            run.retrieval["all"][query.category].add(hit_at)
-            detail["hit"] = {str(k): v for k, v in hit_at.items()}
+            found = hit_at(hits, query.answers, patient_id, ks)
+            run.retrieval["all"][query.category].add(found)
+            detail["hit"] = {str(k): v for k, v in found.items()}
             for key in query.documents:
                 if key not in documents:
                     continue
@@ -248,7 +266,7 @@ def records_run(
                     document_ids=[documents[key].id],
                 )
                 run.retrieval[doc_format(key)][query.category].add(
-                    _hit_at(fmt_hits, query.answers, patient_id, ks)
+                    hit_at(fmt_hits, query.answers, patient_id, ks)
                 )
         if answer:
             result = question_ask(
@@ -257,18 +275,13 @@ def records_run(
             cited_patients = {
                 c.document.patient_id for c in result.citations.select_related("document")
             }
-            run.asked += 1
-            run.backend[result.backend] += 1
-            if len(cited_patients - {None}) > 1:
-                run.mixed += 1
-            if query.answerable:
-                ok = not result.refused and all(holds(result.text, g) for g in query.answers)
-            else:
-                ok = result.refused or bool(REFUSAL.search(result.text))
-            run.answers[query.label].append(ok)
-            formats = "+".join(sorted({doc_format(d) for d in query.documents}))
-            kind = "answerable" if query.answerable else "unanswerable"
-            run.answers_by_format[f"{formats} {kind}"].append(ok)
+            ok = run.answer_add(
+                query,
+                text=result.text,
+                refused=result.refused,
+                backend=result.backend,
+                patients=cited_patients,
+            )
             detail.update({"answer": result.text, "correct": ok, "backend": result.backend})
         run.details.append(detail)
         if progress is not None:

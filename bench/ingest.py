@@ -18,8 +18,9 @@ calls: `SentenceTransformer.encode(texts)`, batch 32), and a PGVector-style tabl
 (`langchain_pg_embedding`: uuid, collection, vector(384), document, jsonb metadata, no vector
 index) filled row by row in one transaction per file. PyPDFLoader and the splitter are
 LangChain's own (the `bench` extra); the embedding wrapper and the PGVector insert are
-reimplemented here, because `langchain-huggingface` and `langchain-postgres` pin older
-`huggingface_hub` and `pgvector` than Attest uses.
+reimplemented in `bench/_langchain.py` (shared with `bench/records.py`), because
+`langchain-huggingface` and `langchain-postgres` pin older `huggingface_hub` and `pgvector`
+than Attest uses.
 """
 
 from __future__ import annotations
@@ -77,33 +78,17 @@ def attest_run(files: list[Path]) -> dict:
     }
 
 
-BASELINE_TABLE = """
-CREATE TABLE IF NOT EXISTS langchain_pg_embedding (
-    id uuid PRIMARY KEY,
-    collection_id uuid,
-    embedding vector(384),
-    document text,
-    cmetadata jsonb
-)"""
-
-
 def baseline_run(files: list[Path]) -> dict:
     import warnings
 
-    from django.db import connection
-
     warnings.filterwarnings("ignore", category=DeprecationWarning)
+    import _langchain
     from langchain_community.document_loaders import PyPDFLoader
     from langchain_text_splitters import RecursiveCharacterTextSplitter
-    from sentence_transformers import SentenceTransformer
 
-    from ingest.embedding import default_model_path
-
-    model = SentenceTransformer(str(default_model_path()), device="cpu")
-    model.encode(["warm up the model before the clock starts"])
+    model = _langchain.model_load()
     splitter = RecursiveCharacterTextSplitter(chunk_size=1000, chunk_overlap=200)
-    with connection.cursor() as cursor:
-        cursor.execute(BASELINE_TABLE)
+    _langchain.table_create()
     collection_id = uuid.uuid4()
     stages = dict.fromkeys(STAGES, 0.0)
     pages = chunks = failed = 0
@@ -118,23 +103,9 @@ def baseline_run(files: list[Path]) -> dict:
         t1 = time.perf_counter()
         splits = splitter.split_documents(docs)
         t2 = time.perf_counter()
-        texts = [d.page_content for d in splits]
-        vectors = model.encode(texts, batch_size=32, show_progress_bar=False).tolist()
+        vectors = _langchain.embed(model, [d.page_content for d in splits])
         t3 = time.perf_counter()
-        with connection.cursor() as cursor:
-            cursor.execute("BEGIN")
-            for split, vector in zip(splits, vectors, strict=True):
-                cursor.execute(
-                    "INSERT INTO langchain_pg_embedding VALUES (%s, %s, %s::vector, %s, %s)",
-                    [
-                        uuid.uuid4(),
-                        collection_id,
-                        "[" + ",".join(map(str, vector)) + "]",
-                        split.page_content,
-                        json.dumps(split.metadata, default=str),
-                    ],
-                )
-            cursor.execute("COMMIT")
+        _langchain.store(collection_id=collection_id, splits=splits, vectors=vectors)
         t4 = time.perf_counter()
         stages["parse"] += t1 - t0
         stages["chunk"] += t2 - t1
