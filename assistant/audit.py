@@ -30,7 +30,8 @@ from . import audit_tree, merkle
 from .models import AuditEvent, ChainCheck
 
 GENESIS_HASH = "0" * 64
-_CHAIN_LOCK_KEY = 0x41545445  # "ATTE": one advisory lock for the whole chain
+# One advisory lock for the whole chain ("ATTE"); attest_audit_append (migration 0010) takes it.
+_CHAIN_LOCK_KEY = 0x41545445
 TOMBSTONE_SUMMARY = "[redacted]"
 
 
@@ -141,45 +142,57 @@ def audit_record(
     summary: str = "",
     actor_username: str = "",
 ) -> AuditEvent:
-    """Append one entry. Runs inside the caller's transaction when there is one."""
+    """Append one entry. Runs inside the caller's transaction when there is one.
+
+    Everything that does not depend on the entry before (the canonical document, its payload
+    hash, the time) is computed here before the chain's lock is taken. Then one statement,
+    `attest_audit_append` (migration 0010), takes the lock, links the entry to the last one,
+    inserts it and stores the Merkle tree nodes it closes. Outside a transaction that statement
+    is its own transaction, so the lock is held for the server's work and its commit only;
+    inside one, the entry commits or rolls back with the caller's action.
+    """
     meta = meta or RequestMeta()
     # Round-trip through JSON so the stored payload is exactly what was hashed.
-    payload = orjson.loads(canonical_json(payload))
+    payload_json = canonical_json(payload)
+    payload = orjson.loads(payload_json)
     user = actor if actor is not None and getattr(actor, "is_authenticated", False) else None
     summary = " ".join(summary.split())[:300]
-    with transaction.atomic():
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [_CHAIN_LOCK_KEY])
-        last = (
-            AuditEvent.objects.order_by("-seq")
-            .values_list("seq", "payload_hash", "entry_hash")
-            .first()
+    event = AuditEvent(
+        created_at=timezone.now(),
+        event_type=event_type,
+        actor=user,
+        actor_username=(getattr(user, "username", "") or actor_username)[:150],
+        ip_address=meta.ip_address,
+        user_agent=meta.user_agent,
+        collection_id=collection_id,
+        flagged=flagged,
+        summary=summary,
+        search_text=_search_text(summary, payload),
+        payload=payload,
+    )
+    event.payload_hash = payload_hash_of(event)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT new_id, new_seq, new_prev_hash, new_entry_hash FROM attest_audit_append("
+            "%s, %s, %s, %s, %s::inet, %s, %s, %s, %s, %s, %s::jsonb, %s)",
+            [
+                event.created_at,
+                event.event_type,
+                event.actor_id,
+                event.actor_username,
+                event.ip_address,
+                event.user_agent,
+                event.collection_id,
+                event.flagged,
+                event.summary,
+                event.search_text,
+                payload_json.decode(),
+                event.payload_hash,
+            ],
         )
-        prev = last[2] if last else GENESIS_HASH
-        event = AuditEvent(
-            seq=last[0] + 1 if last else 0,
-            created_at=timezone.now(),
-            event_type=event_type,
-            actor=user,
-            actor_username=(getattr(user, "username", "") or actor_username)[:150],
-            ip_address=meta.ip_address,
-            user_agent=meta.user_agent,
-            collection_id=collection_id,
-            flagged=flagged,
-            summary=summary,
-            search_text=_search_text(summary, payload),
-            payload=payload,
-            prev_hash=prev,
-        )
-        event.payload_hash = payload_hash_of(event)
-        event.entry_hash = entry_hash_of(prev, event.payload_hash)
-        event.save()
-        # The Merkle tree grows in the same transaction: O(log n) nodes, one on average.
-        audit_tree.tree_append(
-            seq=event.seq,
-            payload_hash=event.payload_hash,
-            prev_payload_hash=last[1] if last else None,
-        )
+        event.id, event.seq, event.prev_hash, event.entry_hash = cursor.fetchone()
+    event._state.adding = False
+    event._state.db = connection.alias
     return event
 
 

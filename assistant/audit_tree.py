@@ -2,8 +2,9 @@
 
 Leaf i is the entry with `seq = i`; its leaf hash is SHA-256(0x00 || payload_hash), so erasure
 (which keeps `payload_hash`) leaves every root and proof unchanged. `assistant_audittreenode`
-holds each complete subtree (level >= 1) once it closes, written by `tree_append` inside the
-appending transaction (under the chain's advisory lock). Because closed subtrees never change,
+holds each complete subtree (level >= 1) once it closes, written inside the appending
+transaction, under the chain's advisory lock, by the SQL function `attest_audit_tree_append`
+(migration 0010, called by `attest_audit_append`). Because closed subtrees never change,
 the root of any earlier size, and inclusion and consistency proofs up to the current size, come
 from O(log n) rows read in two queries.
 """
@@ -26,35 +27,6 @@ class TreeIncomplete(Exception):
 
 def leaf_of(payload_hash: str) -> bytes:
     return merkle.leaf_hash(bytes.fromhex(payload_hash))
-
-
-def tree_append(*, seq: int, payload_hash: str, prev_payload_hash: str | None) -> None:
-    """Store the subtrees that leaf `seq` closes. Call inside the appending transaction."""
-    closes = merkle.complete_nodes_after_append(seq)
-    if not closes:
-        return
-    if prev_payload_hash is None:
-        raise TreeIncomplete(f"leaf {seq} closes a subtree but has no left neighbour")
-    # Left siblings: leaf seq-1 at level 0, then the closed subtree just left at each level.
-    wanted = [(level, (seq >> level) - 1) for level in range(1, len(closes))]
-    siblings = {0: leaf_of(prev_payload_hash)}
-    if wanted:
-        found = _fetch_nodes(wanted)
-        for level, index in wanted:
-            if (level, index) not in found:
-                raise TreeIncomplete(f"node {level}/{index} is missing")
-            siblings[level] = found[(level, index)]
-    h = leaf_of(payload_hash)
-    rows: list[object] = []
-    for level, (parent_level, parent_index) in enumerate(closes):
-        h = merkle.node_hash(siblings[level], h)
-        rows += [parent_level, parent_index, h]
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "INSERT INTO assistant_audittreenode (level, index, hash) VALUES "
-            + ", ".join(["(%s, %s, %s)"] * len(closes)),
-            rows,
-        )
 
 
 def _fetch_nodes(keys: Iterable[tuple[int, int]]) -> dict[tuple[int, int], bytes]:

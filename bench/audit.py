@@ -26,6 +26,7 @@ import sys
 import tempfile
 import threading
 import time
+from contextlib import nullcontext
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -57,59 +58,75 @@ def payload(i: int) -> dict:
 
 
 def bench_writers(writers: int, per_writer: int) -> None:
-    from django.db import connections
+    """Appends/s with the tree under concurrent writers, twice: each append on its own (as a
+    login or an export records it), then each inside a transaction with its action (as an
+    answer records it: the chain's lock is held until the caller's COMMIT comes back)."""
+    from django.db import connections, transaction
 
     from assistant.audit import audit_record
     from assistant.models import AuditEvent
 
     AuditEvent.objects.count()
-    errors: list[BaseException] = []
+    for mode in ("on its own", "in its action's transaction"):
+        errors: list[BaseException] = []
 
-    def work(w: int) -> None:
-        try:
-            for i in range(per_writer):
-                audit_record(event_type="question.answered", payload=payload(w * per_writer + i),
-                             summary="bench", actor_username=f"user{w}")  # fmt: skip
-        except BaseException as exc:  # noqa: BLE001
-            errors.append(exc)
-        finally:
-            connections.close_all()
+        def work(w: int, mode: str = mode, errors: list = errors) -> None:
+            try:
+                for i in range(per_writer):
+                    with transaction.atomic() if mode != "on its own" else nullcontext():
+                        audit_record(event_type="question.answered",
+                                     payload=payload(w * per_writer + i), summary="bench",
+                                     actor_username=f"user{w}")  # fmt: skip
+            except BaseException as exc:  # noqa: BLE001
+                errors.append(exc)
+            finally:
+                connections.close_all()
 
-    threads = [threading.Thread(target=work, args=(w,)) for w in range(writers)]
-    started = time.monotonic()
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    seconds = time.monotonic() - started
-    total = writers * per_writer
-    rate = total / seconds
-    print(f"writes: {writers} concurrent writers x {per_writer} = {total} entries "
-          f"in {seconds:.2f} s -> {rate:.0f} entries/s; errors: {len(errors)}")  # fmt: skip
+        threads = [threading.Thread(target=work, args=(w,)) for w in range(writers)]
+        load_before = os.getloadavg()[0]
+        started = time.monotonic()
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        seconds = time.monotonic() - started
+        total = writers * per_writer
+        print(f"writes, each {mode}: {writers} concurrent writers x {per_writer} = {total} "
+              f"entries in {seconds:.2f} s -> {total / seconds:.0f} entries/s; errors: "
+              f"{len(errors)}; load average {load_before:.2f} before, "
+              f"{os.getloadavg()[0]:.2f} after")  # fmt: skip
 
 
 def bench_tree_latency(appends: int = 400) -> None:
-    """One writer: what the tree adds to each append (tree_append timed inside audit_record)."""
-    from assistant import audit_tree
+    """One writer: what the tree adds to each append. The tree is computed and stored by the
+    SQL function attest_audit_tree_append inside attest_audit_append; PostgreSQL's function
+    statistics (track_functions) give its time in each append's transaction."""
+    from django.db import connection, transaction
+
     from assistant.audit import audit_record
 
-    spent: list[float] = []
-    original = audit_tree.tree_append
-
-    def timed(**kwargs) -> None:
-        t = time.perf_counter()
-        original(**kwargs)
-        spent.append((time.perf_counter() - t) * 1000)
-
-    audit_tree.tree_append = timed
-    totals = []
-    try:
-        for i in range(appends):
-            t = time.perf_counter()
+    with connection.cursor() as cursor:
+        cursor.execute("SET track_functions = 'pl'")
+    # The backend's pending function statistics (ms) span transactions until they are flushed,
+    # so the tree's time is the difference across the append, read in its transaction.
+    spent_sql = (
+        "SELECT coalesce(pg_stat_get_xact_function_total_time("
+        "'attest_audit_tree_append'::regproc), 0)"
+    )
+    spent, totals = [], []
+    for i in range(appends):
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute(spent_sql)
+            before = cursor.fetchone()[0]
             audit_record(event_type="question.answered", payload=payload(i), summary="latency")
-            totals.append((time.perf_counter() - t) * 1000)
-    finally:
-        audit_tree.tree_append = original
+            cursor.execute(spent_sql)
+            spent.append(cursor.fetchone()[0] - before)
+    with connection.cursor() as cursor:
+        cursor.execute("RESET track_functions")
+    for i in range(appends):
+        t = time.perf_counter()
+        audit_record(event_type="question.answered", payload=payload(i), summary="latency")
+        totals.append((time.perf_counter() - t) * 1000)
     q = statistics.quantiles
     print(f"tree cost per append ({appends} sequential appends): p50 "
           f"{statistics.median(spent):.3f} ms, p99 {q(spent, n=100)[98]:.3f} ms, "
