@@ -70,6 +70,41 @@ def test_a_collection_without_the_answer_refuses_without_calling_a_model(admin_u
     assert AuditEvent.objects.get(payload__answer_id=answer.id).event_type == "question.refused"
 
 
+def test_issue_5_an_off_domain_question_is_refused_and_an_on_domain_one_answered(
+    contracts, admin_user, settings
+):
+    """Issue 5, refusal gate: a biomedical question asked of a contract collection is refused
+    without calling a model (its best passage is not similar enough: GATE_MIN_SIMILARITY),
+    while a question the contract answers is answered. Real embedding model and PostgreSQL."""
+    settings.LLM_BACKEND = "openai"
+    settings.LLM_BASE_URL = "http://127.0.0.1:9/v1"  # nothing listens: a call would fail
+    settings.LLM_TIMEOUT = 2.0
+    settings.LLM_MAX_RETRIES = 0
+    generation.get_llm.cache_clear()
+    try:
+        off = question_ask(
+            user=admin_user,
+            collection=contracts,
+            question="Do mitochondria play a role in remodelling lace plant leaves during "
+            "programmed cell death?",
+            k=5,
+        )
+        settings.LLM_BACKEND = "extractive"
+        generation.get_llm.cache_clear()
+        on = question_ask(user=admin_user, collection=contracts, question=QUESTION, k=5)
+    finally:
+        generation.get_llm.cache_clear()
+    assert off.refused and off.backend == "none"
+    assert off.text == "The documents in Distributor contracts do not answer this question."
+    assert not off.citations.exists()
+    event = AuditEvent.objects.get(payload__answer_id=off.id)
+    assert event.event_type == "question.refused"
+    assert event.payload["evidence"]["similarity"] < settings.GATE_MIN_SIMILARITY
+    assert not on.refused and "thirty (30) per cent" in on.text
+    on_event = AuditEvent.objects.get(payload__answer_id=on.id)
+    assert on_event.payload["evidence"]["similarity"] >= settings.GATE_MIN_SIMILARITY
+
+
 def test_llamacpp_backend_answers_over_http_with_a_grounded_citation(
     contracts, admin_user, use_llamacpp
 ):
