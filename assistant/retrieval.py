@@ -76,11 +76,16 @@ def evidence(*, question: str, hits: Sequence[ChunkHit]) -> Evidence:
 
 
 def answerable(found: Evidence) -> bool:
-    """The refusal gate: the passages answer only when every signal reaches its setting
-    (GATE_MIN_SIMILARITY, GATE_MIN_COVERAGE, GATE_MIN_TEXT_MATCH; 0 turns a check off).
+    """The refusal gate: the passages answer when the best one is similar enough to the question
+    (GATE_MIN_SIMILARITY; 0 turns the gate off), or when they hold the question's words: one
+    passage with GATE_MIN_TEXT_MATCH of its rarity-weighted search words (0 turns this rule off)
+    and the passages together with GATE_MIN_COVERAGE of its content words. Short questions
+    ("What is the term?") are far from every passage in meaning but are answered by their words.
     Measured and chosen in docs/answers.md ("Refusal gate")."""
+    if found.similarity >= settings.GATE_MIN_SIMILARITY - 1e-9:
+        return True
     return (
-        found.similarity >= settings.GATE_MIN_SIMILARITY - 1e-9
-        and found.coverage >= settings.GATE_MIN_COVERAGE - 1e-9
+        settings.GATE_MIN_TEXT_MATCH > 0
         and found.text_match >= settings.GATE_MIN_TEXT_MATCH - 1e-9
+        and found.coverage >= settings.GATE_MIN_COVERAGE - 1e-9
     )

@@ -248,9 +248,9 @@ RETRIEVAL_MIN_TEXT_MATCH = env_float("RETRIEVAL_MIN_TEXT_MATCH", 1.0)
 # Best cosine similarity of a retrieved passage to the question.
 GATE_MIN_SIMILARITY = env_float("GATE_MIN_SIMILARITY", 0.4)
 # Share of the question's content words (stopwords out, lightly stemmed) in the passages.
-GATE_MIN_COVERAGE = env_float("GATE_MIN_COVERAGE", 0.0)
+GATE_MIN_COVERAGE = env_float("GATE_MIN_COVERAGE", 0.6)
 # Best share of the question's search words (weighted by rarity) in one passage.
-GATE_MIN_TEXT_MATCH = env_float("GATE_MIN_TEXT_MATCH", 0.0)
+GATE_MIN_TEXT_MATCH = env_float("GATE_MIN_TEXT_MATCH", 0.6)
 # Weights of the vector and full-text arms in reciprocal-rank fusion (see docs/retrieval.md).
 RETRIEVAL_VECTOR_WEIGHT = env_float("RETRIEVAL_VECTOR_WEIGHT", 1.0)
 RETRIEVAL_TEXT_WEIGHT = env_float("RETRIEVAL_TEXT_WEIGHT", 1.0)

@@ -74,8 +74,9 @@ def test_issue_5_an_off_domain_question_is_refused_and_an_on_domain_one_answered
     contracts, admin_user, settings
 ):
     """Issue 5, refusal gate: a biomedical question asked of a contract collection is refused
-    without calling a model (its best passage is not similar enough: GATE_MIN_SIMILARITY),
-    while a question the contract answers is answered. Real embedding model and PostgreSQL."""
+    without calling a model (no passage similar enough, nor holding its words), while questions
+    the contract answers are, a short one included ("What is the term?" is far from every
+    passage in meaning; its words carry it). Real embedding model and PostgreSQL."""
     settings.LLM_BACKEND = "openai"
     settings.LLM_BASE_URL = "http://127.0.0.1:9/v1"  # nothing listens: a call would fail
     settings.LLM_TIMEOUT = 2.0
@@ -85,13 +86,16 @@ def test_issue_5_an_off_domain_question_is_refused_and_an_on_domain_one_answered
         off = question_ask(
             user=admin_user,
             collection=contracts,
-            question="Do mitochondria play a role in remodelling lace plant leaves during "
-            "programmed cell death?",
+            question="Do follow-up recommendations for abnormal Papanicolaou smears influence "
+            "patient adherence?",
             k=5,
         )
         settings.LLM_BACKEND = "extractive"
         generation.get_llm.cache_clear()
         on = question_ask(user=admin_user, collection=contracts, question=QUESTION, k=5)
+        short = question_ask(
+            user=admin_user, collection=contracts, question="What is the term?", k=5
+        )
     finally:
         generation.get_llm.cache_clear()
     assert off.refused and off.backend == "none"
@@ -99,10 +103,17 @@ def test_issue_5_an_off_domain_question_is_refused_and_an_on_domain_one_answered
     assert not off.citations.exists()
     event = AuditEvent.objects.get(payload__answer_id=off.id)
     assert event.event_type == "question.refused"
-    assert event.payload["evidence"]["similarity"] < settings.GATE_MIN_SIMILARITY
+    # Some passage passed the old per-passage test (cosine >= RETRIEVAL_MIN_SIMILARITY), which
+    # alone answered it before: the question-level gate is what refuses it.
+    similarity = event.payload["evidence"]["similarity"]
+    assert settings.RETRIEVAL_MIN_SIMILARITY <= similarity < settings.GATE_MIN_SIMILARITY
+    assert event.payload["evidence"]["text_match"] < settings.GATE_MIN_TEXT_MATCH
     assert not on.refused and "thirty (30) per cent" in on.text
     on_event = AuditEvent.objects.get(payload__answer_id=on.id)
     assert on_event.payload["evidence"]["similarity"] >= settings.GATE_MIN_SIMILARITY
+    assert not short.refused and short.citations.filter(cited=True).exists()
+    short_event = AuditEvent.objects.get(payload__answer_id=short.id)
+    assert short_event.payload["evidence"]["similarity"] < settings.GATE_MIN_SIMILARITY
 
 
 def test_llamacpp_backend_answers_over_http_with_a_grounded_citation(
