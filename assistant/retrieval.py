@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from django.conf import settings
 
 from ingest.embedding import get_embedder
 from ingest.selectors import ChunkHit, chunk_search
+
+from .generation import content_words
 
 
 def retrieve(
@@ -46,3 +49,43 @@ def is_relevant(hit: ChunkHit) -> bool:
     their weight) or its meaning is close enough (RETRIEVAL_MIN_SIMILARITY)."""
     words = hit.text_rank > 0 and hit.text_rank >= settings.RETRIEVAL_MIN_TEXT_MATCH - 1e-9
     return words or hit.similarity >= settings.RETRIEVAL_MIN_SIMILARITY
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """How much the retrieved passages say about the question, measured without a model."""
+
+    similarity: float  # best cosine similarity of a passage to the question
+    text_match: float  # best share of the question's weighted search words in one passage
+    coverage: float  # share of the question's content words found in the passages together
+
+
+def evidence(*, question: str, hits: Sequence[ChunkHit]) -> Evidence:
+    """The gate's signals for `question` over the passages retrieved for it."""
+    if not hits:
+        return Evidence(similarity=0.0, text_match=0.0, coverage=0.0)
+    asked = set(content_words(question))
+    found: set[str] = set()
+    for hit in hits:
+        found.update(content_words(hit.text))
+    return Evidence(
+        similarity=max(h.similarity for h in hits),
+        text_match=max(h.text_rank for h in hits),
+        coverage=len(asked & found) / len(asked) if asked else 0.0,
+    )
+
+
+def answerable(found: Evidence) -> bool:
+    """The refusal gate: the passages answer when the best one is similar enough to the question
+    (GATE_MIN_SIMILARITY; 0 turns the gate off), or when they hold the question's words: one
+    passage with GATE_MIN_TEXT_MATCH of its rarity-weighted search words (0 turns this rule off)
+    and the passages together with GATE_MIN_COVERAGE of its content words. Short questions
+    ("What is the term?") are far from every passage in meaning but are answered by their words.
+    Measured and chosen in docs/answers.md ("Refusal gate")."""
+    if found.similarity >= settings.GATE_MIN_SIMILARITY - 1e-9:
+        return True
+    return (
+        settings.GATE_MIN_TEXT_MATCH > 0
+        and found.text_match >= settings.GATE_MIN_TEXT_MATCH - 1e-9
+        and found.coverage >= settings.GATE_MIN_COVERAGE - 1e-9
+    )

@@ -7,7 +7,7 @@ import logging
 import re
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from django.conf import settings
@@ -19,7 +19,7 @@ from . import generation, patients
 from .audit import RequestMeta, audit_record
 from .generation import CITATION, GenerationError, Passage, content_words
 from .models import Answer, AuditEvent, Citation, Feedback, Question
-from .retrieval import is_relevant, retrieve
+from .retrieval import Evidence, answerable, evidence, is_relevant, retrieve
 
 logger = logging.getLogger(__name__)
 
@@ -35,6 +35,9 @@ def generation_parameters(*, k: int) -> dict[str, Any]:
         "retrieval_candidates": settings.RETRIEVAL_CANDIDATES,
         "retrieval_rrf_k": settings.RETRIEVAL_RRF_K,
         "retrieval_min_similarity": settings.RETRIEVAL_MIN_SIMILARITY,
+        "gate_min_similarity": settings.GATE_MIN_SIMILARITY,
+        "gate_min_coverage": settings.GATE_MIN_COVERAGE,
+        "gate_min_text_match": settings.GATE_MIN_TEXT_MATCH,
         "chunk_size": settings.CHUNK_SIZE,
         "chunk_overlap": settings.CHUNK_OVERLAP,
         "embedding_model": settings.EMBEDDING_MODEL or "sentence-transformers/all-MiniLM-L6-v2",
@@ -105,6 +108,7 @@ class _Draft:
     # A patient's record answers list questions (allergies, current medications) line by line.
     max_sentences: int = 3
     extractive_question: str = ""
+    evidence: Evidence | None = None  # the refusal gate's signals, kept in the audit entry
 
 
 def question_ask(
@@ -164,6 +168,12 @@ def question_ask_stream(
             k=k,
             document_ids=scope.document_ids,
         )
+    # The refusal gate: without evidence in the passages, refuse before any model is called.
+    # A question naming a patient is left to the patient path, which says what the records
+    # do not show (patients.missing_topic).
+    found = evidence(question=search_text, hits=hits)
+    if scope.patient is None and not answerable(found):
+        hits = []
     relevant = patients.one_patient([h for h in hits if is_relevant(h)])
     topic = ""
     if scope.patient is not None and relevant:
@@ -176,7 +186,7 @@ def question_ask_stream(
     ]
     yield {"type": "passages", "passages": relevant}
 
-    draft = _Draft()
+    draft = _Draft(evidence=found)
     llm = generation.get_llm()
     draft.patient_scope = [p.patient_id for p in scope.patients]
     if scope.patient is not None:
@@ -387,6 +397,11 @@ def _store(
                 "unsupported_sentences": unsupported,
                 "removed_citations": draft.removed_citations,
                 "latency_ms": latency_ms,
+                "evidence": (
+                    {k: round(v, 4) for k, v in asdict(draft.evidence).items()}
+                    if draft.evidence
+                    else None
+                ),
                 # Accounting of access (issue 10): whose records the passages came from.
                 "patient_ids": sorted({h.patient_id for h in relevant if h.patient_id}),
                 "patients_named": draft.patient_scope,

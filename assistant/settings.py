@@ -242,6 +242,14 @@ RETRIEVAL_TEXT_MAX_DF = env_float("RETRIEVAL_TEXT_MAX_DF", 0.5)
 # A passage also counts as related when it holds at least this share of the question's search
 # words (weighted by rarity); 1.0 = all of them, as an AND search.
 RETRIEVAL_MIN_TEXT_MATCH = env_float("RETRIEVAL_MIN_TEXT_MATCH", 1.0)
+# The refusal gate (docs/answers.md, "Refusal gate"; assistant/retrieval.py:answerable): a
+# question is answered when its best passage reaches GATE_MIN_SIMILARITY (cosine; 0: gate off),
+# or when one passage holds GATE_MIN_TEXT_MATCH of its rarity-weighted search words (0: this
+# rule off) and the passages together GATE_MIN_COVERAGE of its content words. Otherwise the
+# answer says the documents do not answer it and no model is called.
+GATE_MIN_SIMILARITY = env_float("GATE_MIN_SIMILARITY", 0.4)
+GATE_MIN_TEXT_MATCH = env_float("GATE_MIN_TEXT_MATCH", 0.6)
+GATE_MIN_COVERAGE = env_float("GATE_MIN_COVERAGE", 0.6)
 # Weights of the vector and full-text arms in reciprocal-rank fusion (see docs/retrieval.md).
 RETRIEVAL_VECTOR_WEIGHT = env_float("RETRIEVAL_VECTOR_WEIGHT", 1.0)
 RETRIEVAL_TEXT_WEIGHT = env_float("RETRIEVAL_TEXT_WEIGHT", 1.0)

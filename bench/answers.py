@@ -12,6 +12,7 @@ Prints, per backend:
   answers with a cited passage overlapping a gold span;
 - the refusal rate of those CUAD questions asked of the right collection and of a collection of
   ContractNLI NDAs that cannot answer them;
+  (bench/refusal.py measures the refusal gate's curve without a model);
 - overhead: p50/p95 of the time from the question to the moment the prompt is sent to the model
   (retrieval, embedding, prompt building) — i.e. time to first token minus the model's own time.
 """

@@ -70,6 +70,52 @@ def test_a_collection_without_the_answer_refuses_without_calling_a_model(admin_u
     assert AuditEvent.objects.get(payload__answer_id=answer.id).event_type == "question.refused"
 
 
+def test_issue_5_an_off_domain_question_is_refused_and_an_on_domain_one_answered(
+    contracts, admin_user, settings
+):
+    """Issue 5, refusal gate: a biomedical question asked of a contract collection is refused
+    without calling a model (no passage similar enough, nor holding its words), while questions
+    the contract answers are, a short one included ("What is the term?" is far from every
+    passage in meaning; its words carry it). Real embedding model and PostgreSQL."""
+    settings.LLM_BACKEND = "openai"
+    settings.LLM_BASE_URL = "http://127.0.0.1:9/v1"  # nothing listens: a call would fail
+    settings.LLM_TIMEOUT = 2.0
+    settings.LLM_MAX_RETRIES = 0
+    generation.get_llm.cache_clear()
+    try:
+        off = question_ask(
+            user=admin_user,
+            collection=contracts,
+            question="Do follow-up recommendations for abnormal Papanicolaou smears influence "
+            "patient adherence?",
+            k=5,
+        )
+        settings.LLM_BACKEND = "extractive"
+        generation.get_llm.cache_clear()
+        on = question_ask(user=admin_user, collection=contracts, question=QUESTION, k=5)
+        short = question_ask(
+            user=admin_user, collection=contracts, question="What is the term?", k=5
+        )
+    finally:
+        generation.get_llm.cache_clear()
+    assert off.refused and off.backend == "none"
+    assert off.text == "The documents in Distributor contracts do not answer this question."
+    assert not off.citations.exists()
+    event = AuditEvent.objects.get(payload__answer_id=off.id)
+    assert event.event_type == "question.refused"
+    # Some passage passed the old per-passage test (cosine >= RETRIEVAL_MIN_SIMILARITY), which
+    # alone answered it before: the question-level gate is what refuses it.
+    similarity = event.payload["evidence"]["similarity"]
+    assert settings.RETRIEVAL_MIN_SIMILARITY <= similarity < settings.GATE_MIN_SIMILARITY
+    assert event.payload["evidence"]["text_match"] < settings.GATE_MIN_TEXT_MATCH
+    assert not on.refused and "thirty (30) per cent" in on.text
+    on_event = AuditEvent.objects.get(payload__answer_id=on.id)
+    assert on_event.payload["evidence"]["similarity"] >= settings.GATE_MIN_SIMILARITY
+    assert not short.refused and short.citations.filter(cited=True).exists()
+    short_event = AuditEvent.objects.get(payload__answer_id=short.id)
+    assert short_event.payload["evidence"]["similarity"] < settings.GATE_MIN_SIMILARITY
+
+
 def test_llamacpp_backend_answers_over_http_with_a_grounded_citation(
     contracts, admin_user, use_llamacpp
 ):
