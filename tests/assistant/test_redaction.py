@@ -19,6 +19,7 @@ RECORDS = EVAL / "records"
 PATIENT = "Forest317_Conn188_acd3fbc5-870a-4fa1-bcf0-285bfebf7d60"
 
 
+@pytest.mark.django_db
 def test_identifiers_are_replaced_and_clinical_facts_kept():
     text = (
         "MRN: acd3fbc5-870a-4fa1-bcf0-285bfebf7d60. Medical Record Number 00412345.\n"
@@ -155,3 +156,39 @@ def test_audit_export_redacts_when_asked(client, plain_user, chart, tmp_path):
     assert row["identifiers_redacted"] is True
     assert _leaks(json.dumps(row), values) == []
     assert any("[SSN]" in p["text"] for p in row["payload"]["passages"])
+
+
+ABEL = "Abel832_Muller251_b2990df4-91a3-49bc-8243-0f31889d430f"
+LISANDRA = "Lisandra920_Schroeder447_5391757e-f451-f2fe-d2f0-90a839d4d9c4"
+
+
+@pytest.mark.django_db
+def test_names_addresses_and_identifiers_in_fhir_ccda_and_text_records_are_redacted():
+    """Issue 10: every identifier as it appears in these formats, in every chunk Attest made
+    of them; the clinical facts stay readable."""
+    from ingest.models import Patient
+    from tests.factories import ingest_path
+
+    collection = make_collection("Ward 7", "ward-7")
+    for path in (f"fhir/{ABEL}.json", f"text/{ABEL}.txt", f"ccda/{LISANDRA}.xml"):
+        document = ingest_path(collection, RECORDS / path)
+        assert document.status == "ready", document.status_message
+    secrets: list[str] = []
+    for patient in Patient.objects.filter(collection=collection):
+        secrets += [patient.given, patient.family, patient.birth_date.isoformat()]
+        secrets += [i["value"] for i in patient.identifiers]
+    bundle = json.loads((RECORDS / "fhir" / f"{ABEL}.json").read_text())
+    person = next(
+        e["resource"] for e in bundle["entry"] if e["resource"]["resourceType"] == "Patient"
+    )
+    secrets += [person["telecom"][0]["value"], person["address"][0]["line"][0]]
+    secrets.append("Yost Ranch")  # Lisandra's street, from the C-CDA header
+    texts = [c.text for c in Chunk.objects.filter(document__collection=collection)]
+    everything = "\n".join(texts)
+    assert all(secret in everything for secret in secrets)  # the stored text is unchanged
+    shown = "\n".join(redact(t) for t in texts)
+    leaked = [secret for secret in secrets if secret in shown]
+    assert not leaked, leaked
+    for fact in ("Allergy to fish", "2001-05-13", "Fexofenadine hydrochloride 30 MG Oral Tablet"):
+        assert fact in shown
+    assert "[NAME]" in shown and "[ADDRESS]" in shown and "[ID]" in shown
