@@ -233,11 +233,13 @@ class ChainReport:
 
 
 # One binary COPY in id order. Casts pin each column's wire type to the loader named below
-# (binary rows carry no type check). ip_address::text is the inet's text form, which is what
-# the ORM returns for it (Django loads inet as text); payload::text is re-parsed by orjson.
+# (binary rows carry no type check). format('%s', ip_address) is inet's output text, exactly
+# what the ORM returns for it (Django loads inet as text); ip_address::text would add the
+# netmask ("10.0.0.1/32"). payload::text is re-parsed by orjson.
 _VERIFY_COLUMNS = (
     "id::int8, event_type::text, created_at, actor_id::int8, actor_username::text, "
-    "ip_address::text, user_agent::text, collection_id::int8, flagged, summary::text, "
+    "CASE WHEN ip_address IS NULL THEN NULL ELSE format('%s', ip_address) END, "
+    "user_agent::text, collection_id::int8, flagged, summary::text, "
     "payload::text, payload_hash::text, prev_hash::text, entry_hash::text, redacted, seq::int8"
 )
 _VERIFY_TYPES = (
