@@ -232,11 +232,24 @@ class ChainReport:
         }
 
 
+# One binary COPY in id order. Casts pin each column's wire type to the loader named below
+# (binary rows carry no type check). format('%s', ip_address) is inet's output text, exactly
+# what the ORM returns for it (Django loads inet as text); ip_address::text would add the
+# netmask ("10.0.0.1/32"). payload::text is re-parsed by orjson.
 _VERIFY_COLUMNS = (
-    "id, event_type, created_at, actor_id, actor_username, ip_address, user_agent, "
-    "collection_id, flagged, summary, payload::text, payload_hash, prev_hash, entry_hash, "
-    "redacted, seq"
+    "id::int8, event_type::text, created_at, actor_id::int8, actor_username::text, "
+    "CASE WHEN ip_address IS NULL THEN NULL ELSE format('%s', ip_address) END, "
+    "user_agent::text, collection_id::int8, flagged, summary::text, "
+    "payload::text, payload_hash::text, prev_hash::text, entry_hash::text, redacted, seq::int8"
 )
+_VERIFY_TYPES = (
+    "int8", "text", "timestamptz", "int8", "text", "text", "text", "int8", "bool", "text",
+    "text", "text", "text", "text", "bool", "int8",
+)  # fmt: skip
+
+
+class _StopCopy(Exception):
+    """Ends the verify COPY early, once the first bad entry is found."""
 
 
 def audit_verify(
@@ -246,9 +259,11 @@ def audit_verify(
 
     Also recomputes the Merkle tree from the entries and checks that the stored tree (which
     receipts are cut from) has the same root. `sink` checks that tree at the signed
-    checkpoints' sizes as the stream passes them. Reads with a server-side cursor and parses
-    payloads itself (no ORM objects), so it verifies large trails quickly. With `record`, the
-    result becomes the workspace badge.
+    checkpoints' sizes as the stream passes them. Reads the trail as one binary COPY (no ORM
+    objects, no text parsing of timestamps and integers; about a third of the cost of a
+    server-side cursor) and parses payloads itself, so it verifies large trails quickly.
+    `batch_size` is kept for callers and ignored. With `record`, the result becomes the
+    workspace badge.
     """
     started = time.monotonic()
     frontier = merkle.Frontier()
@@ -260,54 +275,68 @@ def audit_verify(
     broken: tuple[int, str] | None = None
     sha256 = hashlib.sha256
     connection.ensure_connection()
-    with transaction.atomic(), connection.connection.cursor(name="audit_verify") as cursor:
-        cursor.itersize = batch_size
-        cursor.execute(f"SELECT {_VERIFY_COLUMNS} FROM assistant_auditevent ORDER BY id")
-        for row in cursor:
-            (
-                event_id, event_type, created_at, actor_id, actor_username, ip_address,
-                user_agent, collection_id, flagged, summary, payload_text, payload_hash,
-                prev_hash, entry_hash, is_redacted, seq,
-            ) = row  # fmt: skip
-            count += 1
-            if seq != count - 1:
-                broken = (event_id, f"leaf index {seq} should be {count - 1}")
-                break
-            if prev_hash != prev:
-                broken = (event_id, "prev_hash does not match the entry before it")
-                break
-            if is_redacted:
-                redacted += 1
-            else:
-                document = _canonical_document(
-                    event_type=event_type,
-                    created_at=created_at,
-                    actor_id=actor_id,
-                    actor_username=actor_username,
-                    ip_address=str(ip_address) if ip_address is not None else None,
-                    user_agent=user_agent,
-                    collection_id=collection_id,
-                    flagged=flagged,
-                    summary=summary,
-                    payload=orjson.loads(payload_text),
-                )
-                if sha256(document).hexdigest() != payload_hash:
-                    broken = (event_id, "the entry's content does not match its hash")
+    query = (
+        f"COPY (SELECT {_VERIFY_COLUMNS} FROM assistant_auditevent ORDER BY id) "
+        "TO STDOUT (FORMAT BINARY)"
+    )
+    try:
+        with (
+            transaction.atomic(),
+            connection.connection.cursor() as cursor,
+            cursor.copy(query) as copy,
+        ):
+            copy.set_types(list(_VERIFY_TYPES))
+            for row in copy.rows():
+                (
+                    event_id, event_type, created_at, actor_id, actor_username, ip_address,
+                    user_agent, collection_id, flagged, summary, payload_text, payload_hash,
+                    prev_hash, entry_hash, is_redacted, seq,
+                ) = row  # fmt: skip
+                count += 1
+                if seq != count - 1:
+                    broken = (event_id, f"leaf index {seq} should be {count - 1}")
                     break
-            if sha256(fromhex(prev) + fromhex(payload_hash)).hexdigest() != entry_hash:
-                broken = (event_id, "entry hash does not match")
-                break
-            prev = entry_hash
-            frontier.append(leaf(fromhex(payload_hash)))
-            if sink is not None:
-                if sink.keep_window:
-                    window.append((event_id, payload_hash))
-                if count == sink.next_size:
-                    problem = sink.at_size(frontier, window)
-                    window.clear()
-                    if problem:
-                        broken = (event_id, problem)
+                if prev_hash != prev:
+                    broken = (event_id, "prev_hash does not match the entry before it")
+                    break
+                if is_redacted:
+                    redacted += 1
+                else:
+                    document = _canonical_document(
+                        event_type=event_type,
+                        created_at=created_at,
+                        actor_id=actor_id,
+                        actor_username=actor_username,
+                        ip_address=ip_address,
+                        user_agent=user_agent,
+                        collection_id=collection_id,
+                        flagged=flagged,
+                        summary=summary,
+                        payload=orjson.loads(payload_text),
+                    )
+                    if sha256(document).hexdigest() != payload_hash:
+                        broken = (event_id, "the entry's content does not match its hash")
                         break
+                if sha256(fromhex(prev) + fromhex(payload_hash)).hexdigest() != entry_hash:
+                    broken = (event_id, "entry hash does not match")
+                    break
+                prev = entry_hash
+                frontier.append(leaf(fromhex(payload_hash)))
+                if sink is not None:
+                    if sink.keep_window:
+                        window.append((event_id, payload_hash))
+                    if count == sink.next_size:
+                        problem = sink.at_size(frontier, window)
+                        window.clear()
+                        if problem:
+                            broken = (event_id, problem)
+                            break
+            if broken is not None:
+                # Leaving the block by an exception makes psycopg cancel the rest of the COPY
+                # (a plain break would leave the connection mid-COPY).
+                raise _StopCopy
+    except _StopCopy:
+        pass
     if broken is None and count:
         try:
             stored = audit_tree.tree_root(count)

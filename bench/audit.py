@@ -4,12 +4,15 @@ and against signed checkpoints), receipt generation and offline verification, an
 query latency at that size.
 
     .venv/bin/python bench/audit.py [--writers 8] [--per-writer 250] [--entries 1000000]
-                                    [--checkpoint-every 1000]
+                                    [--checkpoint-every 1000] [--parts writes,verify,...]
+                                    [--repeat 1]
 
 Uses a scratch embedded PostgreSQL (or DATABASE_URL). The large trail is bulk-loaded with COPY
 as a valid chain (hashes computed exactly as audit_record does) with realistic answer payloads,
 its tree nodes, and a signed checkpoint every --checkpoint-every entries (as the beat task
-would leave them).
+would leave them). With BENCH_DIR set, the database and the signing key live there and are
+reused: a second run only tops the trail up to --entries, so repeated verify measurements
+(`BENCH_DIR=/tmp/audit-1m bench/audit.py --parts verify --repeat 3`) skip the load.
 """
 
 from __future__ import annotations
@@ -238,23 +241,30 @@ def bulk_fill(target: int, checkpoint_every: int) -> None:
     raw.commit()
 
 
-def bench_verify() -> None:
+def _load() -> str:
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+def bench_verify(repeat: int) -> None:
     from django.conf import settings
 
     from assistant import checkpoints
     from assistant.audit import audit_verify
     from assistant.checkpoint_verify import audit_verify_checkpoints
 
-    report = audit_verify()
-    print(f"verify (chain + stored tree): {report.entries} entries in {report.seconds:.1f} s "
-          f"-> {report.entries / report.seconds:.0f} entries/s; ok={report.ok}")  # fmt: skip
     public = checkpoints.load_signing_key().public_key()
-    result = audit_verify_checkpoints(
-        directory=Path(settings.AUDIT_CHECKPOINT_DIR), public_key=public
-    )
-    print(f"verify --checkpoints: {result.entries} entries against {result.checkpoints} signed "
-          f"checkpoints in {result.seconds:.1f} s -> {result.entries / result.seconds:.0f} "
-          f"entries/s; ok={result.ok} {result.first_bad or ''}")  # fmt: skip
+    for _ in range(repeat):
+        report = audit_verify()
+        print(f"verify (chain + stored tree): {report.entries} entries in {report.seconds:.1f} s "
+              f"-> {report.entries / report.seconds:.0f} entries/s; ok={report.ok}; "
+              f"load average after {_load()}")  # fmt: skip
+        result = audit_verify_checkpoints(
+            directory=Path(settings.AUDIT_CHECKPOINT_DIR), public_key=public
+        )
+        print(f"verify --checkpoints: {result.entries} entries against {result.checkpoints} "
+              f"signed checkpoints in {result.seconds:.1f} s -> "
+              f"{result.entries / result.seconds:.0f} entries/s; ok={result.ok} "
+              f"{result.first_bad or ''}; load average after {_load()}")  # fmt: skip
 
 
 def bench_receipts(samples: int = 200) -> None:
@@ -336,28 +346,50 @@ def bench_dashboard() -> None:
     print(f"dashboard (30 days): p50 {statistics.median(times):.1f} ms")
 
 
+PARTS = ("writes", "verify", "receipts", "queries")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--writers", type=int, default=8)
     parser.add_argument("--per-writer", type=int, default=250)
     parser.add_argument("--entries", type=int, default=1_000_000)
     parser.add_argument("--checkpoint-every", type=int, default=1000)
+    parser.add_argument(
+        "--parts",
+        default=",".join(PARTS),
+        help=f"comma-separated, from {','.join(PARTS)} (the trail is filled to --entries first "
+        "whenever verify, receipts or queries is asked for)",
+    )
+    parser.add_argument("--repeat", type=int, default=1, help="verify runs (both kinds) to time")
     args = parser.parse_args()
-    keys = Path(tempfile.mkdtemp(prefix="attest-bench-keys-"))
+    parts = {p.strip() for p in args.parts.split(",") if p.strip()}
+    if parts - set(PARTS):
+        parser.error(f"unknown part(s): {', '.join(sorted(parts - set(PARTS)))}")
+    if os.environ.get("BENCH_DIR"):
+        keys = Path(os.environ["BENCH_DIR"]) / "keys"
+    else:
+        keys = Path(tempfile.mkdtemp(prefix="attest-bench-keys-"))
     os.environ.setdefault("AUDIT_SIGNING_KEY_FILE", str(keys / "audit_ed25519"))
     os.environ.setdefault("AUDIT_CHECKPOINT_DIR", str(keys / "checkpoints"))
     setup_django()
     from assistant import checkpoints
 
-    checkpoints.key_generate(directory=keys)
-    bench_writers(args.writers, args.per_writer)
-    bench_tree_latency()
-    checkpoints.checkpoint_write()
-    bulk_fill(args.entries, args.checkpoint_every)
-    bench_verify()
-    bench_receipts()
-    bench_queries()
-    bench_dashboard()
+    if not (keys / checkpoints.KEY_FILE_NAME).exists():
+        checkpoints.key_generate(directory=keys)
+    if "writes" in parts:
+        bench_writers(args.writers, args.per_writer)
+        bench_tree_latency()
+    if parts & {"verify", "receipts", "queries"}:
+        checkpoints.checkpoint_write()
+        bulk_fill(args.entries, args.checkpoint_every)
+    if "verify" in parts:
+        bench_verify(args.repeat)
+    if "receipts" in parts:
+        bench_receipts()
+    if "queries" in parts:
+        bench_queries()
+        bench_dashboard()
 
 
 if __name__ == "__main__":
