@@ -94,6 +94,29 @@ def entry_hash_of(prev_hash: str, payload_hash: str) -> str:
     return hashlib.sha256(bytes.fromhex(prev_hash) + bytes.fromhex(payload_hash)).hexdigest()
 
 
+def canonical_ip(value: str | None) -> str | None:
+    """The address as PostgreSQL's inet prints it back, which is what the payload hash covers.
+
+    Python and PostgreSQL agree on IPv4 and on most IPv6 text, but not on IPv6 addresses that
+    embed an IPv4 one: PostgreSQL prints `::ffff:10.0.0.1` where Python says `::ffff:a00:1`.
+    An IPv4-mapped address (what a dual-stack server reports for an IPv4 client) is stored as
+    the IPv4 address itself; the deprecated IPv4-compatible form is written as PostgreSQL
+    writes it."""
+    if not value:
+        return None
+    try:
+        ip = ipaddress.ip_address(value)
+    except ValueError:
+        return None
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        packed = ip.packed
+        if packed[:12] == bytes(12) and packed[12:14] != b"\0\0":
+            return "::" + str(ipaddress.IPv4Address(packed[12:]))
+    return ip.compressed
+
+
 @dataclass(frozen=True)
 class RequestMeta:
     ip_address: str | None = None
@@ -103,12 +126,8 @@ class RequestMeta:
     def from_request(cls, request) -> RequestMeta:
         if request is None:
             return cls()
-        try:
-            ip = ipaddress.ip_address(request.META.get("REMOTE_ADDR") or "").compressed
-        except ValueError:
-            ip = None
         return cls(
-            ip_address=ip,
+            ip_address=canonical_ip(request.META.get("REMOTE_ADDR")),
             user_agent=(request.META.get("HTTP_USER_AGENT") or "")[:500],
         )
 
@@ -162,7 +181,7 @@ def audit_record(
         event_type=event_type,
         actor=user,
         actor_username=(getattr(user, "username", "") or actor_username)[:150],
-        ip_address=meta.ip_address,
+        ip_address=canonical_ip(meta.ip_address),
         user_agent=meta.user_agent,
         collection_id=collection_id,
         flagged=flagged,

@@ -7,6 +7,7 @@ from datetime import timedelta
 import pytest
 from django.db import connection, connections
 from django.db.utils import DatabaseError
+from django.test import RequestFactory
 from django.utils import timezone
 
 from assistant import admin_actions
@@ -83,11 +84,18 @@ def test_verify_names_the_first_altered_entry(column, value):
     assert report.first_broken_id == events[2].id
 
 
-@pytest.mark.parametrize("ip", ["10.0.0.1", "2001:db8::1", None])
+@pytest.mark.parametrize(
+    "ip",
+    ["10.0.0.1", "2001:db8::1", None, "::ffff:10.0.0.1", "::ffff:a00:1", "::a00:1", "::1"],
+)
 def test_verify_reads_the_ip_address_as_it_was_hashed(ip):
     """Verify reads the trail by binary COPY: the inet must come back as the ORM's text
     (`ip_address::text` would say 10.0.0.1/32, and every entry would look altered)."""
     audit_record(event_type="x", payload={"a": 1}, meta=RequestMeta(ip_address=ip))
+    # A dual-stack server reports an IPv4 client as ::ffff:a.b.c.d; PostgreSQL prints such an
+    # address differently from Python, so it is stored as the IPv4 address.
+    request = RequestFactory().get("/", REMOTE_ADDR=ip or "")
+    audit_record(event_type="x", payload={"a": 2}, meta=RequestMeta.from_request(request))
     assert audit_verify().ok
 
 
