@@ -4,6 +4,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+BENCH_STAMP := $(VENV)/.installed-bench
 
 .PHONY: install run test lint browser-deps ocr-deps clean
 
@@ -15,6 +16,12 @@ $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --disable-pip-version-check -q -e ".[embedded,dev]"
 	@touch $(STAMP)
+
+# The suite also runs the LangChain baselines of bench/ (tests/test_bench_records.py), so it
+# needs the bench extra; `make run` does not.
+$(BENCH_STAMP): $(STAMP)
+	$(PY) -m pip install --disable-pip-version-check -q -e ".[embedded,dev,bench]"
+	@touch $(BENCH_STAMP)
 
 run: install
 	$(PY) -m assistant.launcher
@@ -46,7 +53,7 @@ ocr-deps:
 	  fi; \
 	fi
 
-test: install browser-deps
+test: install $(BENCH_STAMP) browser-deps
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 lint: install
