@@ -259,6 +259,10 @@ RETRIEVAL_NEIGHBOURS = env_int("RETRIEVAL_NEIGHBOURS", 0, minimum=0)
 RETRIEVAL_EF_SEARCH = env_int("RETRIEVAL_EF_SEARCH", 0, minimum=0)
 # Full-text search keeps only this many of the question's rarest words (0 = all).
 RETRIEVAL_TEXT_MAX_TERMS = env_int("RETRIEVAL_TEXT_MAX_TERMS", 0, minimum=0)
+# Full-text search keeps the question's rarest words while the chunks estimated to hold them
+# stay within this many (always at least the rarest word); bounds the arm's work on very large
+# collections (docs/performance.md). 0 = no bound.
+RETRIEVAL_TEXT_MAX_POSTINGS = env_int("RETRIEVAL_TEXT_MAX_POSTINGS", 0, minimum=0)
 
 # --- Answer generation -----------------------------------------------------------------------
 # openai: chat completions against vLLM or any OpenAI-compatible server.

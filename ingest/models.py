@@ -204,8 +204,10 @@ class Chunk(models.Model):
                 ef_construction=64,
                 opclasses=["vector_cosine_ops"],
             ),
-            GinIndex(name="chunk_search_vector_gin", fields=["search_vector"]),
-            models.Index(fields=["collection"], name="chunk_collection_idx"),
+            # Collection first (btree_gin), so the full-text arm's bitmap holds only the rows
+            # of the collections asked about: its heap work follows what the user may read,
+            # not the size of the whole table (docs/performance.md, retrieval at scale).
+            GinIndex(name="chunk_collection_search_gin", fields=["collection", "search_vector"]),
         ]
 
     def __str__(self) -> str:
