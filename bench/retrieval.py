@@ -156,14 +156,14 @@ def fill(conn, *, start: int, stop: int, texts, base, docs, collections, rng) ->
             vectors, b = derived(base, rng, hi - lo)
             columns = (
                 'id, document_id, collection_id, ordinal, text, start, "end", page, page_end, '
-                "heading, embedding, embedding_model"
+                "heading, embedding, embedding_model, sources"
             )
             with cursor.copy(
                 f"COPY ingest_chunk ({columns}) FROM STDIN WITH (FORMAT BINARY)"
             ) as copy:
                 copy.set_types(
                     ["int8", "int8", "int8", "int4", "text", "int4", "int4", "int4", "int4"]
-                    + ["varchar", "vector", "varchar"]
+                    + ["varchar", "vector", "varchar", "jsonb"]
                 )
                 for j in range(hi - lo):
                     i = lo + j
@@ -183,6 +183,7 @@ def fill(conn, *, start: int, stop: int, texts, base, docs, collections, rng) ->
                             "",
                             vectors[j],
                             "bench",
+                            "[]",
                         )
                     )
             conn.commit()
