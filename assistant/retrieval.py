@@ -41,6 +41,7 @@ def retrieve(
         neighbours=settings.RETRIEVAL_NEIGHBOURS,
         ef_search=settings.RETRIEVAL_EF_SEARCH,
         max_terms=settings.RETRIEVAL_TEXT_MAX_TERMS,
+        max_postings=settings.RETRIEVAL_TEXT_MAX_POSTINGS,
     )
 
 

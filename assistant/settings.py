@@ -259,6 +259,12 @@ RETRIEVAL_NEIGHBOURS = env_int("RETRIEVAL_NEIGHBOURS", 0, minimum=0)
 RETRIEVAL_EF_SEARCH = env_int("RETRIEVAL_EF_SEARCH", 0, minimum=0)
 # Full-text search keeps only this many of the question's rarest words (0 = all).
 RETRIEVAL_TEXT_MAX_TERMS = env_int("RETRIEVAL_TEXT_MAX_TERMS", 0, minimum=0)
+# Full-text candidates are the chunks holding one of the question's rarest words: the rarest
+# while the chunks estimated to hold them stay within this many (always at least the rarest
+# word); candidates are scored on all words. Bounds the arm's work however large the table
+# grows: no change on the development sets (docs/retrieval.md), 1M-chunk p95 within 50 ms
+# (docs/performance.md). 0 = every chunk holding any question word is a candidate.
+RETRIEVAL_TEXT_MAX_POSTINGS = env_int("RETRIEVAL_TEXT_MAX_POSTINGS", 10_000, minimum=0)
 
 # --- Answer generation -----------------------------------------------------------------------
 # openai: chat completions against vLLM or any OpenAI-compatible server.

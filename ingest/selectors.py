@@ -134,7 +134,13 @@ def chunk_get(*, chunk_id: int, collection_ids: Sequence[int]) -> Chunk:
 # the single word, scaled to 0..1). The shares come from PostgreSQL's own statistics on the
 # tsvector column (pg_stats.most_common_elems, kept by ANALYZE/autovacuum): a word missing from
 # them is rarer than the rarest listed one. Words in more than `max_df` of the chunks are left
-# out of the query: they weigh little and would make every chunk a candidate.
+# out of the query: they weigh little and would make every chunk a candidate. With
+# `max_postings`, only chunks holding one of the rarest words are candidates (the "probe"
+# words: the rarest ones while the chunks estimated to hold them, share x rows summed, stay
+# within that many, and always the rarest one); candidates are still scored on all kept words.
+# The arm's work is then bounded however large the table grows; what it gives up is a chunk that
+# holds none of the question's rare words. The index is GIN over (collection_id,
+# search_vector), so only rows of the allowed collections reach the heap.
 # text_rank = the share of the question's kept word weight that the chunk contains (0..1).
 SEARCH_MODES = ("hybrid", "vector", "text")
 
@@ -151,17 +157,25 @@ _FTS_CTE = """
 stats AS (
     SELECT elems, freqs FROM attest_chunk_term_stats(current_schema())
 ), terms AS (
-    SELECT array_to_tsvector(ARRAY[t.lexeme])::text::tsquery AS tq,
+    SELECT t.lexeme, array_to_tsvector(ARRAY[t.lexeme])::text::tsquery AS tq,
            -ln(GREATEST(COALESCE(
                (SELECT s.freqs[array_position(s.elems, t.lexeme)] FROM stats s),
                (SELECT s.freqs[array_length(s.elems, 1) + 1] / 2 FROM stats s),
                0.01), 1e-6)) AS idf
     FROM unnest(to_tsvector('english', %(q)s)) AS t
 ), kept AS (
-    SELECT tq, idf FROM terms WHERE idf >= -ln(%(max_df)s)
-    ORDER BY idf DESC LIMIT %(max_terms)s
+    SELECT tq, idf, row_number() OVER w AS rn, sum(exp(-idf)) OVER w AS shares
+    FROM terms WHERE idf >= -ln(%(max_df)s)
+    WINDOW w AS (ORDER BY idf DESC, lexeme)
+    ORDER BY idf DESC, lexeme LIMIT %(max_terms)s
+), probe AS (
+    SELECT tq FROM kept
+    WHERE rn = 1 OR %(max_postings)s::float8 IS NULL
+       OR shares * (SELECT GREATEST(reltuples, 0) FROM pg_class
+                    WHERE oid = 'ingest_chunk'::regclass) <= %(max_postings)s::float8
 ), ortq AS (
-    SELECT string_agg(tq::text, ' | ')::tsquery AS q, sum(idf) AS total FROM kept
+    SELECT (SELECT string_agg(tq::text, ' | ')::tsquery FROM probe) AS q,
+           (SELECT sum(idf) FROM kept) AS total
 ), fts AS (
     SELECT c.id, m.matched / o.total AS text_rank,
            row_number() OVER (ORDER BY m.score DESC, c.id) AS rnk
@@ -212,9 +226,11 @@ _EXPAND = """CROSS JOIN LATERAL (
 
 def _search_sql(*, mode: str, by_document: bool, expand: bool = False) -> str:
     def where(alias: str = "") -> str:
-        clause = f"{alias}collection_id = ANY(%(cols)s)"
+        # bigint[]: psycopg sends small ids as smallint[], which the GIN index's bigint
+        # operator class (btree_gin) cannot use.
+        clause = f"{alias}collection_id = ANY(%(cols)s::bigint[])"
         if by_document:
-            clause += f" AND {alias}document_id = ANY(%(docs)s)"
+            clause += f" AND {alias}document_id = ANY(%(docs)s::bigint[])"
         return clause
 
     vec = _VEC_CTE.format(where=where()) if mode in {"hybrid", "vector"} else _NO_VEC
@@ -255,6 +271,7 @@ def chunk_search(
     neighbours: int = 0,
     ef_search: int = 0,
     max_terms: int = 0,
+    max_postings: int = 0,
 ) -> list[ChunkHit]:
     """Top-k chunks of the given collections for a question, best first.
 
@@ -265,6 +282,9 @@ def chunk_search(
     after it in its document (start/end/text change; score, page and heading stay the hit's).
     `ef_search` is the HNSW scan's candidate list size (0: max(40, candidates)).
     `max_terms` > 0 keeps only that many of the question's rarest words in the full-text arm.
+    `max_postings` > 0 makes only chunks holding one of the question's rarest words candidates
+    of the full-text arm: the rarest words while their estimated matching chunks (over the whole
+    table) stay within it, and at least the rarest word. Candidates are scored on all words.
     """
     if mode not in SEARCH_MODES:
         raise ValueError(f"mode must be one of {SEARCH_MODES}, got {mode!r}")
@@ -284,6 +304,7 @@ def chunk_search(
         "wfts": float(text_weight),
         "nb": int(neighbours),
         "max_terms": int(max_terms) if max_terms > 0 else None,  # LIMIT NULL: all
+        "max_postings": float(max_postings) if max_postings > 0 else None,
     }
     sql = _search_sql(mode=mode, by_document=document_ids is not None, expand=neighbours > 0)
     with transaction.atomic(), connection.cursor() as cursor:

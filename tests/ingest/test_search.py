@@ -95,3 +95,35 @@ def test_max_terms_keeps_only_the_rarest_question_words(contract):
     rarest = search(collection, question, k=5, mode="text", max_df=0.5, max_terms=1)
     assert len(every) == 3
     assert len(rarest) == 1 and "Rotterdam" in rarest[0].text
+
+
+def test_max_postings_keeps_the_rarest_words_within_the_estimated_matches(contract):
+    from ingest.services import chunk_statistics_refresh
+
+    collection, _ = contract
+    chunk_statistics_refresh()
+    question = "agreement warehouse"  # "agreement" is in two chunks, "warehouse" in one
+    unbounded = search(collection, question, k=5, mode="text", max_df=0.5, max_postings=0)
+    roomy = search(collection, question, k=5, mode="text", max_df=0.5, max_postings=1_000_000)
+    # A budget smaller than any word's matches still keeps the rarest word.
+    tight = search(collection, question, k=5, mode="text", max_df=0.5, max_postings=1)
+    assert len(unbounded) == len(roomy) == 3
+    assert len(tight) == 1 and "Rotterdam" in tight[0].text
+    # The candidate is still scored on every word: its share is what the unbounded search says.
+    same = next(h for h in unbounded if h.chunk_id == tight[0].chunk_id)
+    assert tight[0].text_rank == pytest.approx(same.text_rank) and same.text_rank < 1.0
+
+
+def test_the_full_text_index_starts_with_the_collection(contract):
+    """GIN over (collection_id, search_vector): the full-text arm's bitmap holds only the rows
+    of the allowed collections (bench/retrieval.py shows the plan at 1M rows)."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT indexdef FROM pg_indexes WHERE indexname = 'chunk_collection_search_gin'"
+        )
+        (indexdef,) = cursor.fetchone()
+        cursor.execute("SELECT 1 FROM pg_indexes WHERE indexname = 'chunk_search_vector_gin'")
+        assert cursor.fetchone() is None
+    assert "USING gin (collection_id, search_vector)" in indexdef
