@@ -18,7 +18,7 @@ import itertools
 import json
 import multiprocessing
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -416,15 +416,17 @@ def _snapshot_and_bounds() -> tuple[str, int | None, int | None]:
         return cursor.fetchone()
 
 
-def _walk_in_parallel(walk: _Walk, workers: int) -> None:
+def _walk_in_parallel(walk: _Walk, workers: int, attach_sink: Callable[[], None]) -> None:
     """Payload hashes recomputed by `workers` processes over id ranges of one exported
     snapshot (the first _OWN_RANGES here, while they start); the chain and the tree checked
     here, range by range in id order, from the hash columns of the same snapshot, each range
     once its content verdict is in. Trails shorter than AUDIT_VERIFY_PARALLEL_FROM are walked
-    in one process, in the same transaction."""
+    in one process, in the same transaction. `attach_sink` runs once the workers are
+    starting, so that whatever it reads (the checkpoint files) overlaps their start."""
     with transaction.atomic():
         snapshot, low, high = _snapshot_and_bounds()
         if low is None or high - low + 1 < settings.AUDIT_VERIFY_PARALLEL_FROM:
+            attach_sink()
             _walk_in_process(walk)
             return
         raw = connection.connection
@@ -432,6 +434,7 @@ def _walk_in_parallel(walk: _Walk, workers: int) -> None:
         own = min(_OWN_RANGES, len(ranges) // (2 * workers))
         with _content_workers(workers, snapshot) as pool:
             theirs = pool.map(audit_workers.check_range, ranges[own:])
+            attach_sink()
             mine = (audit_workers.range_first_mismatch(raw, lo, hi) for lo, hi in ranges[:own])
             for (lo, hi), bad_at in zip(ranges, itertools.chain(mine, theirs), strict=True):
                 rows = audit_workers.range_rows(raw, _HASH_COLUMNS, lo, hi)
@@ -446,13 +449,17 @@ def _may_use_workers() -> bool:
 
 
 def audit_verify(
-    *, batch_size: int = 10_000, record: bool = False, sink: TreeSink | None = None
+    *,
+    batch_size: int = 10_000,
+    record: bool = False,
+    sink: TreeSink | Callable[[], TreeSink] | None = None,
 ) -> ChainReport:
     """Recompute every hash in id order; name the first entry that does not match.
 
     Also recomputes the Merkle tree from the entries and checks that the stored tree (which
     receipts are cut from) has the same root. `sink` checks that tree at the signed
-    checkpoints' sizes as the stream passes them. Reads the trail as binary COPY (no ORM
+    checkpoints' sizes as the stream passes them; it may be given as a function that makes it,
+    called once the worker processes are starting. Reads the trail as binary COPY (no ORM
     objects, no text parsing of timestamps and integers) and parses payloads itself. With
     AUDIT_VERIFY_WORKERS > 0 and at least AUDIT_VERIFY_PARALLEL_FROM entries, payload hashes
     are recomputed by that many worker processes in the same snapshot while this process
@@ -461,12 +468,17 @@ def audit_verify(
     workspace badge.
     """
     started = time.monotonic()
-    walk = _Walk(sink)
+    walk = _Walk(None)
+
+    def attach_sink() -> None:
+        walk.sink = sink() if callable(sink) else sink
+
     connection.ensure_connection()
     workers = settings.AUDIT_VERIFY_WORKERS
     if workers > 0 and _may_use_workers():
-        _walk_in_parallel(walk, workers)
+        _walk_in_parallel(walk, workers, attach_sink)
     else:
+        attach_sink()
         with transaction.atomic():
             _walk_in_process(walk)
     broken = walk.broken
