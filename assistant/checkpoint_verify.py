@@ -139,16 +139,18 @@ class CheckpointReport:
         }
 
 
-def audit_verify_checkpoints(
-    *, directory: Path, public_key: Ed25519PublicKey, record: bool = False
-) -> CheckpointReport:
-    """Verify every checkpoint file in `directory`, then the trail against the valid ones.
+@dataclass
+class _CheckpointFiles:
+    """The files in the folder: those whose signature holds, and what is wrong with the rest."""
 
-    The first problem reported is the first bad entry (in chain order); failing that, the first
-    bad checkpoint file. Holds only when there is at least one checkpoint and all hold."""
-    started = time.monotonic()
+    read: int
+    valid: list[Checkpoint]
+    problems: list[dict[str, Any]]
+
+
+def _checkpoint_files(directory: Path, public_key: Ed25519PublicKey) -> _CheckpointFiles:
     checkpoints, unreadable = checkpoints_read(directory)
-    file_problems = [
+    problems = [
         {"kind": "checkpoint", "id": None, "seq": None, "checkpoint": name, "reason": reason}
         for name, reason in unreadable
     ]
@@ -156,7 +158,7 @@ def audit_verify_checkpoints(
     for c in checkpoints:
         problem = c.signature_problem(public_key)
         if problem:
-            file_problems.append(
+            problems.append(
                 {
                     "kind": "checkpoint",
                     "id": None,
@@ -167,8 +169,28 @@ def audit_verify_checkpoints(
             )
         else:
             valid.append(c)
-    sink = CheckpointSink(valid)
-    chain = audit_verify(record=record, sink=sink)
+    problems.sort(key=lambda p: p["checkpoint"])
+    return _CheckpointFiles(read=len(checkpoints) + len(unreadable), valid=valid, problems=problems)
+
+
+def audit_verify_checkpoints(
+    *, directory: Path, public_key: Ed25519PublicKey, record: bool = False
+) -> CheckpointReport:
+    """Verify every checkpoint file in `directory`, then the trail against the valid ones.
+
+    The first problem reported is the first bad entry (in chain order); failing that, the first
+    bad checkpoint file. Holds only when there is at least one checkpoint and all hold. The
+    files are read while verify's worker processes start."""
+    started = time.monotonic()
+    made: list[tuple[_CheckpointFiles, CheckpointSink]] = []
+
+    def make_sink() -> CheckpointSink:
+        files = _checkpoint_files(directory, public_key)
+        made.append((files, CheckpointSink(files.valid)))
+        return made[0][1]
+
+    chain = audit_verify(record=record, sink=make_sink)
+    files, sink = made[0]
     if chain.ok:
         sink.finish(chain.entries)
     first_bad = sink.first_bad
@@ -180,10 +202,9 @@ def audit_verify_checkpoints(
             "checkpoint": None,
             "reason": chain.reason,
         }
-    file_problems.sort(key=lambda p: p["checkpoint"])
-    if first_bad is None and file_problems:
-        first_bad = file_problems[0]
-    if first_bad is None and not valid:
+    if first_bad is None and files.problems:
+        first_bad = files.problems[0]
+    if first_bad is None and not files.valid:
         first_bad = {
             "kind": "checkpoint",
             "id": None,
@@ -195,8 +216,8 @@ def audit_verify_checkpoints(
         entries=chain.entries,
         redacted=chain.redacted,
         checkpoints=sink.matched,
-        checkpoint_files=len(checkpoints) + len(unreadable),
+        checkpoint_files=files.read,
         first_bad=first_bad,
         seconds=time.monotonic() - started,
-        problems=file_problems,
+        problems=files.problems,
     )

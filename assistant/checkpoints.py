@@ -23,6 +23,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import orjson
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
@@ -325,7 +326,7 @@ def checkpoints_read(directory: Path) -> tuple[list[Checkpoint], list[tuple[str,
     bad: list[tuple[str, str]] = []
     for path in sorted(directory.glob("*.json")):
         try:
-            good.append(Checkpoint.from_dict(json.loads(path.read_text()), file_name=path.name))
+            good.append(Checkpoint.from_dict(orjson.loads(path.read_bytes()), file_name=path.name))
         except (OSError, ValueError) as exc:
             bad.append((path.name, f"unreadable checkpoint: {exc}"))
     return good, bad

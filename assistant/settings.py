@@ -307,6 +307,11 @@ AUDIT_SIGNING_KEY_FILE = Path(
 AUDIT_CHECKPOINT_DIR = Path(env_str("AUDIT_CHECKPOINT_DIR", str(DATA_DIR / "checkpoints")))
 AUDIT_CHECKPOINT_SECONDS = env_int("AUDIT_CHECKPOINT_SECONDS", 10, minimum=1)
 AUDIT_WITNESS_URL = env_str("AUDIT_WITNESS_URL")
+# `audit verify` on a trail of at least AUDIT_VERIFY_PARALLEL_FROM entries recomputes payload
+# hashes in this many worker processes (same snapshot) while the main process checks the chain
+# and the tree; 0 keeps it in one process. See docs/audit.md ("Verify speed").
+AUDIT_VERIFY_WORKERS = env_int("AUDIT_VERIFY_WORKERS", 2, minimum=0)
+AUDIT_VERIFY_PARALLEL_FROM = env_int("AUDIT_VERIFY_PARALLEL_FROM", 50_000, minimum=1)
 CELERY_BEAT_SCHEDULE = {
     "audit-checkpoint": {
         "task": "assistant.audit_checkpoint",
