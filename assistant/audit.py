@@ -22,7 +22,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 import orjson
-import psycopg
 from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
@@ -34,11 +33,6 @@ GENESIS_HASH = "0" * 64
 # One advisory lock for the whole chain ("ATTE"); attest_audit_append (migration 0010) takes it.
 _CHAIN_LOCK_KEY = 0x41545445
 TOMBSTONE_SUMMARY = "[redacted]"
-_APPEND_SQL = (
-    "SELECT new_id, new_seq, new_prev_hash, new_entry_hash FROM attest_audit_append("
-    "%s::timestamptz, %s::text, %s::bigint, %s::text, %s::inet, %s::text, %s::bigint, "
-    "%s::boolean, %s::text, %s::text, %s::jsonb, %s::text)"
-)
 
 
 def canonical_json(document: Any) -> bytes:
@@ -170,12 +164,11 @@ def audit_record(
     """Append one entry. Runs inside the caller's transaction when there is one.
 
     Everything that does not depend on the entry before (the canonical document, its payload
-    hash, the time; in the function, the full-text vector) is computed before the chain's lock
-    is taken. Then one statement, `attest_audit_append` (migrations 0010, 0011), takes the lock,
-    links the entry to the last one, inserts it and stores the Merkle tree nodes it closes.
-    Outside a transaction that statement is its own transaction, so the lock is held for the
-    server's work and its commit only; inside one, the entry commits or rolls back with the
-    caller's action.
+    hash, the time) is computed here before the chain's lock is taken. Then one statement,
+    `attest_audit_append` (migration 0010), takes the lock, links the entry to the last one,
+    inserts it and stores the Merkle tree nodes it closes. Outside a transaction that statement
+    is its own transaction, so the lock is held for the server's work and its commit only;
+    inside one, the entry commits or rolls back with the caller's action.
     """
     meta = meta or RequestMeta()
     # Round-trip through JSON so the stored payload is exactly what was hashed.
@@ -197,18 +190,10 @@ def audit_record(
         payload=payload,
     )
     event.payload_hash = payload_hash_of(event)
-    connection.ensure_connection()
-    # A server-side-binding psycopg cursor on Django's connection (same session, same
-    # transaction), not Django's client-side-binding one: with the values sent as parameters
-    # the statement text never changes, so PostgreSQL parses and plans it once per connection
-    # (prepare=True) instead of lexing a fresh statement with a kilobyte-sized JSON literal on
-    # every append. That halved the server's CPU outside the function body (issue 9).
-    with (
-        connection.wrap_database_errors,
-        psycopg.Cursor(connection.connection) as cursor,
-    ):
+    with connection.cursor() as cursor:
         cursor.execute(
-            _APPEND_SQL,
+            "SELECT new_id, new_seq, new_prev_hash, new_entry_hash FROM attest_audit_append("
+            "%s, %s, %s, %s, %s::inet, %s, %s, %s, %s, %s, %s::jsonb, %s)",
             [
                 event.created_at,
                 event.event_type,
@@ -223,7 +208,6 @@ def audit_record(
                 payload_json.decode(),
                 event.payload_hash,
             ],
-            prepare=True,
         )
         event.id, event.seq, event.prev_hash, event.entry_hash = cursor.fetchone()
     event._state.adding = False
