@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.contrib.postgres.indexes import GinIndex
-from django.contrib.postgres.search import SearchVector, SearchVectorField
+from django.contrib.postgres.search import SearchVectorField
 from django.db import models
 
 
@@ -161,12 +161,16 @@ class AuditEvent(models.Model):
         TOKEN_REVOKED = "token.revoked", "API token revoked"
 
     created_at = models.DateTimeField(db_index=True)
-    event_type = models.CharField(max_length=50, db_index=True)
+    # event_type, actor and collection are indexed together with the id (Meta.indexes), which
+    # is how the workspace filters and pages them; single-column indexes would only slow
+    # every append (issue 9).
+    event_type = models.CharField(max_length=50)
     actor = models.ForeignKey(
         settings.AUTH_USER_MODEL,
         null=True,
         on_delete=models.DO_NOTHING,
         db_constraint=False,
+        db_index=False,
         related_name="+",
     )
     actor_username = models.CharField(max_length=150, blank=True)
@@ -177,23 +181,23 @@ class AuditEvent(models.Model):
         null=True,
         on_delete=models.DO_NOTHING,
         db_constraint=False,
+        db_index=False,
         related_name="+",
     )
     flagged = models.BooleanField(default=False, help_text="Refused or unsupported answer")
     summary = models.CharField(max_length=300, blank=True)
     search_text = models.TextField(blank=True, help_text="Words searchable in the workspace")
-    search_vector = models.GeneratedField(
-        expression=SearchVector("search_text", config="english"),
-        output_field=SearchVectorField(),
-        db_persist=True,
-    )
+    # to_tsvector('english', search_text), computed by attest_audit_append before it takes the
+    # chain's lock (migration 0011); a trigger fills it for any other insert and recomputes it
+    # when search_text changes (erasure), so it always matches search_text.
+    search_vector = SearchVectorField(null=True, editable=False)
     payload = models.JSONField()
     seq = models.BigIntegerField(
         unique=True, help_text="Position in the chain from 0: the entry's Merkle leaf index"
     )
     payload_hash = models.CharField(max_length=64)
     prev_hash = models.CharField(max_length=64)
-    entry_hash = models.CharField(max_length=64, unique=True)
+    entry_hash = models.CharField(max_length=64)  # unique: Meta.constraints
     redacted = models.BooleanField(default=False)
     redacted_at = models.DateTimeField(null=True, blank=True)
 
@@ -208,6 +212,12 @@ class AuditEvent(models.Model):
                 fields=["-id"], condition=models.Q(flagged=True), name="audit_flagged_idx"
             ),
             GinIndex(name="audit_search_gin", fields=["search_vector"]),
+        ]
+        # A constraint rather than unique=True, which would add a second (LIKE) index.
+        constraints = [
+            models.UniqueConstraint(
+                fields=["entry_hash"], name="assistant_auditevent_entry_hash_key"
+            )
         ]
 
     def __str__(self) -> str:
