@@ -32,7 +32,7 @@ from django.utils import timezone
 
 from . import audit_tree, audit_workers, merkle
 from .audit_canonical import canonical_document as _canonical_document
-from .audit_canonical import canonical_json
+from .audit_canonical import canonical_json, stored_payload_hash
 from .models import AuditEvent, ChainCheck
 
 GENESIS_HASH = "0" * 64
@@ -321,31 +321,15 @@ class _Walk:
 
     def full_rows(self, rows: Iterable[tuple]) -> bool:
         """Walk _VERIFY_COLUMNS rows, recomputing each payload hash here."""
-        sha256 = hashlib.sha256
-        loads = orjson.loads
         for (
             event_id, event_type, created_at, actor_id, actor_username, ip_address, user_agent,
             collection_id, flagged, summary, payload, payload_hash, prev_hash, entry_hash,
             is_redacted, seq,
         ) in rows:  # fmt: skip
-            content_bad = (
-                not is_redacted
-                and sha256(
-                    _canonical_document(
-                        event_type=event_type,
-                        created_at=created_at,
-                        actor_id=actor_id,
-                        actor_username=actor_username,
-                        ip_address=ip_address,
-                        user_agent=user_agent,
-                        collection_id=collection_id,
-                        flagged=flagged,
-                        summary=summary,
-                        payload=loads(payload),
-                    )
-                ).hexdigest()
-                != payload_hash
-            )
+            content_bad = not is_redacted and payload_hash != stored_payload_hash(
+                event_type, created_at, actor_id, actor_username, ip_address, user_agent,
+                collection_id, flagged, summary, payload,
+            )  # fmt: skip
             if self.step(
                 event_id, seq, prev_hash, payload_hash, entry_hash, is_redacted, content_bad
             ):

@@ -13,14 +13,12 @@ Nothing here imports Django.
 
 from __future__ import annotations
 
-import hashlib
 from typing import Any
 
-import orjson
 import psycopg
 from psycopg import sql
 
-from .audit_canonical import canonical_document
+from .audit_canonical import stored_payload_hash
 
 # Fetched with binary results: ints, timestamps and booleans arrive without text parsing.
 # format('%s', ip_address) is inet's output text, exactly what the ORM returns for it (Django
@@ -49,27 +47,17 @@ def range_rows(conn: psycopg.Connection, columns: str, lo: int, hi: int) -> list
 def first_content_mismatch(rows: list[tuple]) -> int | None:
     """The id of the first CONTENT_COLUMNS row whose recomputed payload hash differs from its
     stored one; tombstones are skipped."""
-    sha256 = hashlib.sha256
-    loads = orjson.loads
     for (
         event_id, event_type, created_at, actor_id, actor_username, ip_address, user_agent,
         collection_id, flagged, summary, payload, payload_hash, is_redacted,
     ) in rows:  # fmt: skip
         if is_redacted:
             continue
-        document = canonical_document(
-            event_type=event_type,
-            created_at=created_at,
-            actor_id=actor_id,
-            actor_username=actor_username,
-            ip_address=ip_address,
-            user_agent=user_agent,
-            collection_id=collection_id,
-            flagged=flagged,
-            summary=summary,
-            payload=loads(payload),
-        )
-        if sha256(document).hexdigest() != payload_hash:
+        recomputed = stored_payload_hash(
+            event_type, created_at, actor_id, actor_username, ip_address, user_agent,
+            collection_id, flagged, summary, payload,
+        )  # fmt: skip
+        if recomputed != payload_hash:
             return event_id
     return None
 
