@@ -32,7 +32,7 @@ from django.utils import timezone
 
 from . import audit_tree, audit_workers, merkle
 from .audit_canonical import canonical_document as _canonical_document
-from .audit_canonical import canonical_json, stored_payload_hash
+from .audit_canonical import canonical_json, content_matches
 from .models import AuditEvent, ChainCheck
 
 GENESIS_HASH = "0" * 64
@@ -144,7 +144,8 @@ def audit_record(
     caller's action.
     """
     meta = meta or RequestMeta()
-    # Round-trip through JSON so the stored payload is exactly what was hashed.
+    # Round-trip through JSON so the stored payload is exactly what was hashed; its text is
+    # stored verbatim (a `json` column), which is what lets verify hash it without parsing.
     payload_json = canonical_json(payload)
     payload = orjson.loads(payload_json)
     user = actor if actor is not None and getattr(actor, "is_authenticated", False) else None
@@ -166,7 +167,7 @@ def audit_record(
     with connection.cursor() as cursor:
         cursor.execute(
             "SELECT new_id, new_seq, new_prev_hash, new_entry_hash FROM attest_audit_append("
-            "%s, %s, %s, %s, %s::inet, %s, %s, %s, %s, %s, %s::jsonb, %s)",
+            "%s, %s, %s, %s, %s::inet, %s, %s, %s, %s, %s, %s, %s)",
             [
                 event.created_at,
                 event.event_type,
@@ -227,13 +228,14 @@ class ChainReport:
 # One binary COPY in id order. Casts pin each column's wire type to the loader named below
 # (binary rows carry no type check). format('%s', ip_address) is inet's output text, exactly
 # what the ORM returns for it (Django loads inet as text); ip_address::text would add the
-# netmask ("10.0.0.1/32"). payload::text arrives as raw UTF-8 bytes (the "bytea" loader of the
-# text's binary form) and is re-parsed by orjson.
+# netmask ("10.0.0.1/32"). `payload` is `json`, whose binary form is its stored text: it
+# arrives as raw UTF-8 bytes (the "bytea" loader) and is hashed as it is, parsed only when that
+# does not match (audit_canonical.content_matches).
 _VERIFY_COLUMNS = (
     "id::int8, event_type::text, created_at, actor_id::int8, actor_username::text, "
     "CASE WHEN ip_address IS NULL THEN NULL ELSE format('%s', ip_address) END, "
     "user_agent::text, collection_id::int8, flagged, summary::text, "
-    "payload::text, payload_hash::text, prev_hash::text, entry_hash::text, redacted, seq::int8"
+    "payload, payload_hash::text, prev_hash::text, entry_hash::text, redacted, seq::int8"
 )
 _VERIFY_TYPES = (
     "int8", "text", "timestamptz", "int8", "text", "text", "text", "int8", "bool", "text",
@@ -326,9 +328,9 @@ class _Walk:
             collection_id, flagged, summary, payload, payload_hash, prev_hash, entry_hash,
             is_redacted, seq,
         ) in rows:  # fmt: skip
-            content_bad = not is_redacted and payload_hash != stored_payload_hash(
+            content_bad = not is_redacted and not content_matches(
                 event_type, created_at, actor_id, actor_username, ip_address, user_agent,
-                collection_id, flagged, summary, payload,
+                collection_id, flagged, summary, payload, payload_hash,
             )  # fmt: skip
             if self.step(
                 event_id, seq, prev_hash, payload_hash, entry_hash, is_redacted, content_bad
@@ -507,7 +509,7 @@ def _redact(events: Iterable[int], *, reason: str) -> int:
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute("SET LOCAL attest.audit_redaction = 'on'")
         cursor.execute(
-            "UPDATE assistant_auditevent SET payload = %s::jsonb, summary = %s, "
+            "UPDATE assistant_auditevent SET payload = %s::json, summary = %s, "
             "search_text = '', redacted = true, redacted_at = %s "
             "WHERE id = ANY(%s) AND NOT redacted",
             [tombstone, TOMBSTONE_SUMMARY, now, ids],
@@ -521,7 +523,7 @@ def audit_redact_document(*, document_id: int, reason: str) -> int:
     with connection.cursor() as cursor:
         cursor.execute(
             "SELECT id FROM assistant_auditevent WHERE NOT redacted AND ("
-            " payload @> %s::jsonb OR payload @> %s::jsonb)",
+            " payload::jsonb @> %s::jsonb OR payload::jsonb @> %s::jsonb)",
             [
                 json.dumps({"document_id": document_id}),
                 json.dumps({"passages": [{"document_id": document_id}]}),

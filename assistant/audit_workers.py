@@ -17,17 +17,19 @@ from typing import Any
 
 import psycopg
 from psycopg import sql
+from psycopg.types.string import ByteaBinaryLoader
 
-from .audit_canonical import stored_payload_hash
+from .audit_canonical import content_matches
 
 # Fetched with binary results: ints, timestamps and booleans arrive without text parsing.
 # format('%s', ip_address) is inet's output text, exactly what the ORM returns for it (Django
-# loads inet as text); ip_address::text would add the netmask ("10.0.0.1/32").
+# loads inet as text); ip_address::text would add the netmask ("10.0.0.1/32"). `payload` is
+# `json`, whose binary form is its stored text: range_rows loads it as bytes, unparsed.
 CONTENT_COLUMNS = (
     "id::int8, event_type::text, created_at, actor_id::int8, actor_username::text, "
     "CASE WHEN ip_address IS NULL THEN NULL ELSE format('%s', ip_address) END, "
     "user_agent::text, collection_id::int8, flagged, summary::text, "
-    "payload::text, payload_hash::text, redacted"
+    "payload, payload_hash::text, redacted"
 )
 
 _connection: psycopg.Connection | None = None
@@ -40,24 +42,24 @@ def range_rows(conn: psycopg.Connection, columns: str, lo: int, hi: int) -> list
         f"WHERE id BETWEEN {int(lo)} AND {int(hi)} ORDER BY id"
     )  # no parameters: the columns' format('%s', ...) is not a placeholder
     with psycopg.Cursor(conn) as cursor:
+        cursor.adapters.register_loader("json", ByteaBinaryLoader)
         cursor.execute(query, binary=True)
         return cursor.fetchall()
 
 
 def first_content_mismatch(rows: list[tuple]) -> int | None:
-    """The id of the first CONTENT_COLUMNS row whose recomputed payload hash differs from its
-    stored one; tombstones are skipped."""
+    """The id of the first CONTENT_COLUMNS row whose content does not match its stored
+    payload hash (audit_canonical.content_matches); tombstones are skipped."""
     for (
         event_id, event_type, created_at, actor_id, actor_username, ip_address, user_agent,
         collection_id, flagged, summary, payload, payload_hash, is_redacted,
     ) in rows:  # fmt: skip
         if is_redacted:
             continue
-        recomputed = stored_payload_hash(
+        if not content_matches(
             event_type, created_at, actor_id, actor_username, ip_address, user_agent,
-            collection_id, flagged, summary, payload,
-        )  # fmt: skip
-        if recomputed != payload_hash:
+            collection_id, flagged, summary, payload, payload_hash,
+        ):  # fmt: skip
             return event_id
     return None
 

@@ -200,8 +200,8 @@ def dashboard_series(*, days: int = 30) -> list[DayFigures]:
                    count(*) FILTER (WHERE event_type IN (%s, %s)),
                    count(*) FILTER (WHERE event_type = %s),
                    count(*) FILTER (WHERE event_type IN (%s, %s)
-                                    AND jsonb_array_length(
-                                        COALESCE(payload->'unsupported_sentences', '[]'::jsonb)
+                                    AND json_array_length(
+                                        COALESCE(payload->'unsupported_sentences', '[]'::json)
                                     ) > 0),
                    count(*) FILTER (WHERE event_type = %s)
             FROM assistant_auditevent

@@ -7,6 +7,8 @@ from django.contrib.postgres.indexes import GinIndex
 from django.contrib.postgres.search import SearchVectorField
 from django.db import models
 
+from .fields import JSONKeyTransform, JSONTextField
+
 
 class Question(models.Model):
     user = models.ForeignKey(
@@ -191,7 +193,9 @@ class AuditEvent(models.Model):
     # chain's lock (migration 0011); a trigger fills it for any other insert and recomputes it
     # when search_text changes (erasure), so it always matches search_text.
     search_vector = SearchVectorField(null=True, editable=False)
-    payload = models.JSONField()
+    # `json`, not `jsonb`: the exact canonical bytes the payload hash was taken over, so that
+    # verify hashes the stored text without parsing it (migration 0012, assistant/fields.py).
+    payload = JSONTextField()
     seq = models.BigIntegerField(
         unique=True, help_text="Position in the chain from 0: the entry's Merkle leaf index"
     )
@@ -212,6 +216,9 @@ class AuditEvent(models.Model):
                 fields=["-id"], condition=models.Q(flagged=True), name="audit_flagged_idx"
             ),
             GinIndex(name="audit_search_gin", fields=["search_vector"]),
+            # `payload__answer_id=` (an answer's entry: receipts, `ask`) compiles to exactly
+            # this expression (assistant/fields.py), so it is found without a scan.
+            models.Index(JSONKeyTransform("answer_id", "payload"), name="audit_answer_id_idx"),
         ]
         # A constraint rather than unique=True, which would add a second (LIKE) index.
         constraints = [

@@ -13,6 +13,7 @@ from django.db import connection
 
 from assistant import audit, checkpoints
 from assistant.audit import _redact, audit_record, audit_verify
+from assistant.audit_canonical import canonical_json
 from assistant.checkpoint_verify import audit_verify_checkpoints
 from assistant.models import AuditEvent
 from tests.assistant.test_receipts import _rewrite_from, _triggers
@@ -140,3 +141,45 @@ def test_small_trails_and_open_transactions_stay_in_one_process(settings, signin
         report = audit_verify()
     assert report.ok and report.entries == 13
     assert worker_runs == []
+
+
+def _set_payload_text(events: list[AuditEvent], sql: str, params: list) -> None:
+    with connection.cursor() as cursor:
+        _triggers(cursor, "DISABLE")
+        cursor.execute(
+            f"UPDATE assistant_auditevent SET payload = {sql} WHERE id = ANY(%s)",
+            [*params, [e.id for e in events]],
+        )
+        _triggers(cursor, "ENABLE")
+
+
+def test_payload_text_equal_in_value_but_not_canonical_verifies_both_ways(
+    settings, signing, worker_runs
+):
+    """Issue 9, migration 0012: verify hashes the stored text as it is, and parses it only
+    when that does not match, so text in another format (jsonb's, as entries written before
+    0012 had) still verifies in the main process and in the workers."""
+    events = _trail()
+    _set_payload_text([events[0], events[23], events[63]], "payload::jsonb::text::json", [])
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT payload::text FROM assistant_auditevent WHERE id = %s", [events[23].id]
+        )
+        assert cursor.fetchone()[0].startswith('{"i": 23, ')  # not the canonical text
+    single, parallel = _both_ways(settings, signing, worker_runs)
+    assert parallel == single
+    assert all(report["ok"] for report in parallel), parallel
+
+
+def test_payload_text_altered_to_another_canonical_value_is_named_both_ways(
+    settings, signing, worker_runs
+):
+    events = _trail()
+    altered = {"i": 23, "passages": [{"score": 23 / 7, "text": "passage 23 — ü (edited)"}]}
+    _set_payload_text([events[23]], "%s::json", [canonical_json(altered).decode()])
+    single, parallel = _both_ways(settings, signing, worker_runs)
+    assert parallel == single
+    for report in parallel:
+        assert report["ok"] is False
+    assert parallel[0]["first_broken_id"] == events[23].id
+    assert parallel[1]["first_bad"]["id"] == events[23].id

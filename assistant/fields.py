@@ -1,0 +1,76 @@
+"""A JSONField stored as PostgreSQL `json`, which keeps the text it is given byte for byte.
+
+The audit trail stores each payload as the exact canonical bytes its hash was taken over, so
+that verify can hash the stored text without parsing it (assistant/audit_canonical.py). `jsonb`
+would re-print it in its own format. Django's JSONField lookups use jsonb operators (`=`, `@>`,
+`?`) that `json` does not have; here key transforms extract with json's own `->` / `#>` and
+cast only the extracted value to jsonb, and lookups on the whole column cast the column.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+from django.db import models
+from django.db.models.fields.json import KeyTransform, KeyTransformFactory
+
+
+class JSONKeyTransform(KeyTransform):
+    """`payload__key`: `(("payload" -> 'key'))::jsonb`, nested keys with `#>`. The outermost
+    transform compiles the whole path (KeyTransform.preprocess_lhs), so only it casts.
+
+    The cast value is what jsonb lookups compare; `json -> key` reads the text once without
+    converting the whole document (an index on `((payload -> 'answer_id')::jsonb)` matches
+    this SQL: migration 0012)."""
+
+    def as_postgresql(self, compiler, connection):
+        sql, params = super().as_postgresql(compiler, connection)
+        return f"({sql})::jsonb", params
+
+
+class _JSONKeyTransformFactory(KeyTransformFactory):
+    def __call__(self, *args, **kwargs):
+        return JSONKeyTransform(self.key_name, *args, **kwargs)
+
+
+@functools.cache
+def _on_jsonb(lookup: type) -> type:
+    """`lookup` with its left-hand side cast to jsonb when that side is the json column
+    itself (a key transform's value is jsonb already)."""
+
+    def process_lhs(self, compiler, connection, lhs=None):
+        sql, params = super(cls, self).process_lhs(compiler, connection, lhs)
+        if not isinstance(self.lhs, KeyTransform):
+            sql = f"({sql})::jsonb"
+        return sql, params
+
+    cls = type(f"JSONText{lookup.__name__}", (lookup,), {"process_lhs": process_lhs})
+    return cls
+
+
+class JSONTextField(models.JSONField):
+    """JSON stored as `json`: the text written is the text read back (`payload::text`).
+
+    psycopg returns `json` values already parsed (Django registers its text loader for jsonb
+    only), so from_db_value passes them through."""
+
+    def db_type(self, connection) -> str:
+        return "json"
+
+    def from_db_value(self, value: Any, expression, connection) -> Any:
+        if isinstance(value, str | bytes):
+            return super().from_db_value(value, expression, connection)
+        return value
+
+    def get_transform(self, name: str):
+        transform = super().get_transform(name)
+        if type(transform) is KeyTransformFactory:
+            return _JSONKeyTransformFactory(name)
+        return transform
+
+    def get_lookup(self, lookup_name: str):
+        lookup = super().get_lookup(lookup_name)
+        if lookup is None or lookup_name == "isnull":
+            return lookup
+        return _on_jsonb(lookup)
