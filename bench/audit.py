@@ -189,7 +189,9 @@ def bulk_fill(target: int, checkpoint_every: int) -> None:
         ):
             for i in range(start, min(start + batch, target)):
                 created = base + timedelta(seconds=i * 30)
-                body = orjson.loads(canonical_json(payload(i)))
+                # Stored as audit_record stores it: the canonical text that is hashed.
+                text = canonical_json(payload(i))
+                body = orjson.loads(text)
                 event_type = "question.refused" if body["refused"] else "question.answered"
                 user = f"user{i % 200}"
                 summary = body["question"]
@@ -204,7 +206,7 @@ def bulk_fill(target: int, checkpoint_every: int) -> None:
                 copy.write_row((
                     created, event_type, user, "10.0.0.1", "bench", 1 + i % 20, body["refused"],
                     summary, _search_text(summary, {"q": body["question"]}),
-                    json.dumps(body), i, payload_hash, prev, entry_hash, False,
+                    text.decode(), i, payload_hash, prev, entry_hash, False,
                 ))  # fmt: skip
                 prev = entry_hash
                 h, level, n = merkle.leaf_hash(bytes.fromhex(payload_hash)), 0, i
