@@ -105,7 +105,9 @@ def spliced_document(
             "actor": actor_username,
             "actor_id": actor_id,
             "collection_id": collection_id,
-            "created_at": created_at.astimezone(UTC).isoformat(),
+            # orjson writes an aware datetime as isoformat() does (a test checks the edge
+            # cases), in a sixth of the time.
+            "created_at": created_at.astimezone(UTC),
             "event_type": event_type,
             "flagged": flagged,
             "ip_address": ip_address,

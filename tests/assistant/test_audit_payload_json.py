@@ -150,3 +150,29 @@ def test_the_migration_rewrites_existing_payloads_into_their_canonical_text():
     after = audit_record(event_type="x", payload={"after": True})
     assert _stored_text(after.id) == '{"after":true}'
     assert audit_verify().ok
+
+
+@pytest.mark.parametrize("microsecond", [0, 1, 100, 280_060, 999_999])
+@pytest.mark.parametrize("year", [1, 999, 2026])
+def test_the_spliced_document_writes_the_time_as_isoformat_does(microsecond, year):
+    """spliced_document lets orjson write the datetime; canonical_document writes isoformat().
+    Were they ever to differ, every entry would take the slow path."""
+    from datetime import UTC, datetime, timedelta, timezone
+
+    for tz in (UTC, timezone(timedelta(hours=-5))):
+        at = datetime(year, 3, 4, 5, 6, 7, microsecond, tzinfo=tz) + timedelta(days=1)
+        columns = ("x", at, None, "", None, "", None, False, "", b"{}")
+        assert spliced_document(*columns) == canonical_json(
+            {
+                "event_type": "x",
+                "created_at": at.astimezone(UTC).isoformat(),
+                "actor_id": None,
+                "actor": "",
+                "ip_address": None,
+                "user_agent": "",
+                "collection_id": None,
+                "flagged": False,
+                "summary": "",
+                "payload": {},
+            }
+        )
