@@ -137,7 +137,7 @@ def audit_record(
 
     Everything that does not depend on the entry before (the canonical document, its payload
     hash, the time; in the function, the full-text vector) is computed before the chain's lock
-    is taken. Then one statement, `attest_audit_append` (migrations 0010, 0011), takes the lock,
+    is taken. Then one statement, `attest_audit_append` (migrations 0010 to 0012), takes the lock,
     links the entry to the last one, inserts it and stores the Merkle tree nodes it closes.
     Outside a transaction that statement is its own transaction, so the lock is held for the
     server's work and its commit only; inside one, the entry commits or rolls back with the

@@ -9,12 +9,13 @@ text that is not canonical.
 - `attest_audit_append` takes the payload as `json` (a new signature: dropped and created).
   Nothing else on the table compares the payload: the append-only trigger checks every other
   column, and the search-vector triggers read only the search text.
-- Existing entries' text (jsonb's format after the type change: `{"a": 1, "bb": 2}`, keys by
-  length) is rewritten here into the canonical text of the same value, so old trails get the
-  fast path too. The value, and so every hash, is unchanged; the append-only trigger is
-  disabled for that one UPDATE, as migration 0007 did to number the entries. Tombstones are
-  left as they are (verify does not hash them), and so is text orjson cannot read (integers
-  beyond 64 bits): the fallback handles it as before.
+- Existing entries get, in the same type change, the canonical text of their value instead of
+  jsonb's text (`{"a": 1, "bb": 2}`, keys by length), so old trails get the fast path too: the
+  trail is read once, the canonical texts are computed in Python (orjson, as audit_record
+  does), and the one table rewrite that ALTER ... TYPE does anyway takes them; no UPDATE, so no
+  dead rows, and the append-only trigger (row triggers do not fire) stays on. The value, and
+  so every hash, is unchanged. Tombstones keep jsonb's text (verify does not hash them), and so
+  does text orjson cannot read (integers beyond 64 bits): verify's fallback handles it.
 - An index on `((payload -> 'answer_id')::jsonb)`, the SQL `payload__answer_id=` compiles to
   (assistant/fields.py), so finding an answer's entry stops scanning the trail.
 """
@@ -94,14 +95,18 @@ DROP FUNCTION attest_audit_append(
     timestamptz, text, bigint, text, inet, text, bigint, boolean, text, text, json, text);
 """
 
-REWRITE = """
-ALTER TABLE assistant_auditevent DISABLE TRIGGER attest_audit_append_only;
-UPDATE assistant_auditevent AS e SET payload = c.payload::json
-  FROM attest_canonical_payload AS c
- WHERE e.id = c.id;
-ALTER TABLE assistant_auditevent ENABLE TRIGGER attest_audit_append_only;
+# The type change rewrites the table once, each entry's text taken from the canonical texts
+# computed beforehand (a function, since ALTER ... USING cannot hold a subquery).
+CONVERT = """
+CREATE FUNCTION pg_temp.attest_canonical_payload_of(bigint) RETURNS json
+    LANGUAGE sql STABLE AS 'SELECT payload::json FROM attest_canonical_payload WHERE id = $1';
+ALTER TABLE assistant_auditevent ALTER COLUMN payload TYPE json
+    USING coalesce(pg_temp.attest_canonical_payload_of(id), payload::json);
+DROP FUNCTION pg_temp.attest_canonical_payload_of(bigint);
 DROP TABLE attest_canonical_payload;
 """
+
+BACK_TO_JSONB = "ALTER TABLE assistant_auditevent ALTER COLUMN payload TYPE jsonb USING payload::jsonb"
 
 
 def _previous_append() -> str:
@@ -121,8 +126,10 @@ def _canonical_text(text: str) -> str | None:
     return None if canonical == text else canonical
 
 
-def rewrite_canonical(apps, schema_editor) -> None:
-    """Rewrite every entry's payload text that is not canonical, streaming the trail once."""
+def convert_payloads(apps, schema_editor) -> None:
+    """Make `payload` json, each entry's text the canonical text of its value (tombstones and
+    text orjson cannot read keep jsonb's text), in one pass over the trail and one rewrite of
+    the table, which keeps its id order."""
     connection = schema_editor.connection
     connection.ensure_connection()
     raw = connection.connection
@@ -145,7 +152,8 @@ def rewrite_canonical(apps, schema_editor) -> None:
                 for row in changed:
                     copy.write_row(row)
     with raw.cursor() as cursor:
-        cursor.execute(REWRITE)
+        cursor.execute("ANALYZE attest_canonical_payload")
+        cursor.execute(CONVERT)
 
 
 class Migration(migrations.Migration):
@@ -155,13 +163,20 @@ class Migration(migrations.Migration):
 
     operations = [
         migrations.RunSQL(DROP_JSONB_APPEND, _previous_append()),
-        migrations.AlterField(
-            model_name="auditevent",
-            name="payload",
-            field=assistant.fields.JSONTextField(),
+        migrations.SeparateDatabaseAndState(
+            state_operations=[
+                migrations.AlterField(
+                    model_name="auditevent",
+                    name="payload",
+                    field=assistant.fields.JSONTextField(),
+                ),
+            ],
+            database_operations=[
+                migrations.RunPython(convert_payloads, migrations.RunPython.noop),
+                migrations.RunSQL(migrations.RunSQL.noop, BACK_TO_JSONB),
+            ],
         ),
         migrations.RunSQL(APPEND, DROP_JSON_APPEND),
-        migrations.RunPython(rewrite_canonical, migrations.RunPython.noop),
         migrations.AddIndex(
             model_name="auditevent",
             index=models.Index(
