@@ -65,6 +65,8 @@ def test_content_matches_falls_back_to_parsing_only_for_text_equal_in_value():
     # The payload's text cannot absorb another field: the summary is still what was hashed.
     moved = canonical[:-1] + b',"summary":""}'
     assert not content_matches(*_columns(event), moved, event.payload_hash)
+    huge = b'{"answer_id":123456789012345678901234567890}'  # valid JSON orjson cannot read
+    assert not content_matches(*_columns(event), huge, event.payload_hash)
 
 
 @pytest.mark.parametrize(
