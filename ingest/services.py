@@ -12,6 +12,7 @@ import hashlib
 import logging
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -283,7 +284,7 @@ def documents_ingest(
     *,
     document_ids: list[int],
     force: bool = False,
-    embed_batch: int = 512,
+    embed_batch: int = 128,
     on_done: Callable[[IngestResult], None] | None = None,
     enqueue_attachments: bool = True,
 ) -> list[IngestResult]:
@@ -292,56 +293,69 @@ def documents_ingest(
     Documents are parsed and chunked one by one; their chunks are embedded in calls of at least
     `embed_batch` texts across documents (fewer, larger calls: the embedder groups texts of
     similar length, so less padding), then each document is indexed in its own transaction.
+    A call runs in a background thread while the next documents are parsed.
     Each document ends ready or failed on its own; `on_done` hears of each as it finishes.
     Results come back in the order of `document_ids`.
     """
     results: dict[int, IngestResult] = {}
     waiting: list[_Prepared] = []
+    # The batch being embedded in the background, and the documents it belongs to. The
+    # embedder is pure computation (ONNX Runtime releases the GIL), so the next documents are
+    # parsed on this thread meanwhile; every database write stays on this thread.
+    running: list[tuple[Future[tuple[list[list[float]], float]], list[_Prepared]]] = []
 
     def finish(result: IngestResult) -> None:
         results[result.document_id] = result
         if on_done is not None:
             on_done(result)
 
-    def flush() -> None:
-        if not waiting:
+    def embed(texts: list[str]) -> tuple[list[list[float]], float]:
+        started = time.perf_counter()
+        vectors = get_embedder().embed(texts)
+        return vectors, time.perf_counter() - started
+
+    def collect() -> None:
+        """Wait for the batch in the background, then index its documents."""
+        if not running:
             return
-        texts = [d.text for p in waiting for d in p.drafts]
+        future, batch = running.pop()
         try:
-            embedder = get_embedder()
-            started = time.perf_counter()
-            vectors = embedder.embed(texts)
-            share = (time.perf_counter() - started) / max(len(texts), 1)
+            vectors, seconds = future.result()
+            name = get_embedder().name
         except Exception as exc:
-            logger.exception("embedding failed for documents %s", [p.document.id for p in waiting])
-            for p in waiting:
+            logger.exception("embedding failed for documents %s", [p.document.id for p in batch])
+            for p in batch:
                 finish(_fail(p.document, p.started, p.timings, _internal(exc)))
-            waiting.clear()
             return
+        share = seconds / max(len(vectors), 1)
         offset = 0
-        for p in waiting:
+        for p in batch:
             n = len(p.drafts)
             p.timings.embed += share * n
-            finish(
-                _index(
-                    p,
-                    vectors[offset : offset + n],
-                    embedder.name,
-                    enqueue_attachments=enqueue_attachments,
-                )
-            )
+            vectors_of = vectors[offset : offset + n]
+            finish(_index(p, vectors_of, name, enqueue_attachments=enqueue_attachments))
             offset += n
-        waiting.clear()
 
-    for document_id in document_ids:
-        prepared = _prepare(document_id, force=force)
-        if isinstance(prepared, IngestResult):
-            finish(prepared)
-            continue
-        waiting.append(prepared)
-        if sum(len(p.drafts) for p in waiting) >= embed_batch:
-            flush()
-    flush()
+    def flush(pool: ThreadPoolExecutor) -> None:
+        collect()
+        if waiting:
+            batch = list(waiting)
+            waiting.clear()
+            running.append((pool.submit(embed, [d.text for p in batch for d in p.drafts]), batch))
+
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="embed") as pool:
+        try:
+            for document_id in document_ids:
+                prepared = _prepare(document_id, force=force)
+                if isinstance(prepared, IngestResult):
+                    finish(prepared)
+                    continue
+                waiting.append(prepared)
+                if sum(len(p.drafts) for p in waiting) >= embed_batch:
+                    flush(pool)
+            flush(pool)
+        finally:
+            collect()
     return [results[i] for i in document_ids]
 
 
