@@ -41,12 +41,40 @@ def test_appended_entries_are_found_by_free_text_with_the_vector_of_their_search
     )
     other = audit_record(event_type="auth.login", payload={"note": "signed in from the ward"})
     assert _vectors_match_text()
-    assert _found("terminating") == {notice.id}  # stemmed, from a passage
+    assert _found("terminating") == {notice.id}  # stemmed: "termination" in the question
     assert _found('"notice period"') == {notice.id}  # phrase: positions are kept
     assert _found("contract 123") == {notice.id}  # the summary
     assert _found("ward") == {other.id}
     assert _found("notice -termination") == set()
     assert _found("unrelated") == set()
+
+
+def test_cited_passage_text_is_not_indexed_but_what_was_asked_and_cited_is():
+    """A passage's text is the document's own words (kilobytes per answer): not indexed, which
+    keeps its vector off every append. The question, the answer, document names and
+    headings are."""
+    answer = audit_record(
+        event_type="question.answered",
+        payload={
+            "question": "Who pays the arbitration costs?",
+            "answer": "Each party bears its own costs [1].",
+            "passages": [
+                {
+                    "text": "The tribunal shall sit in Stockholm.",
+                    "document": "supply-agreement.pdf",
+                    "heading": "14. Dispute Resolution",
+                }
+            ],
+        },
+        summary="Who pays the arbitration costs?",
+    )
+    assert "Stockholm" not in answer.search_text
+    assert _found("Stockholm") == set()
+    assert _found("arbitration") == {answer.id}
+    assert _found("bears") == {answer.id}
+    assert _found("supply-agreement.pdf") == {answer.id}
+    assert _found("dispute resolution") == {answer.id}
+    assert _vectors_match_text()
 
 
 def test_an_entry_inserted_without_the_function_gets_its_vector_from_the_trigger():

@@ -1,0 +1,147 @@
+"""Issue 9, append throughput: entries recorded on their own by concurrent threads are
+appended in batches (group commit, migration 0013), each caller still getting its own chained
+entry, committed and flushed, or its own error. Against the real PostgreSQL."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+from django.db import connection, connections
+
+from assistant import audit, checkpoints
+from assistant.audit import audit_record, audit_verify, payload_hash_of
+from assistant.models import AuditEvent, AuditTreeNode
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def _params(n: int) -> list[tuple]:
+    """The arguments audit_record would send for n entries, captured without appending."""
+    captured: list[tuple] = []
+
+    class Capture:
+        def append(self, params: tuple) -> tuple[int, int, str, str]:
+            captured.append(params)
+            return (0, 0, "0" * 64, "0" * 64)
+
+    real = audit._batcher
+    audit._batcher = Capture  # type: ignore[assignment]
+    try:
+        for i in range(n):
+            audit_record(event_type="load", payload={"i": i}, summary=f"entry {i}")
+    finally:
+        audit._batcher = real
+    return captured
+
+
+def test_concurrent_appends_on_their_own_are_batched_and_each_caller_gets_its_own_entry(
+    monkeypatch,
+):
+    sizes: list[int] = []
+    real_many = audit._append_many
+    first = threading.Event()
+
+    def slow_first_batch(db, batch, **kwargs):
+        sizes.append(len(batch))
+        if not first.is_set():
+            first.set()
+            time.sleep(0.3)  # the other writers queue up behind this batch meanwhile
+        return real_many(db, batch, **kwargs)
+
+    monkeypatch.setattr(audit, "_append_many", slow_first_batch)
+    returned: list[AuditEvent] = []
+    errors: list[BaseException] = []
+    start = threading.Barrier(8)
+
+    def writer(n: int) -> None:
+        try:
+            start.wait()
+            for i in range(10):
+                returned.append(
+                    audit_record(event_type="load", payload={"writer": n, "i": i}, summary="w")
+                )
+        except BaseException as exc:  # noqa: BLE001
+            errors.append(exc)
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=writer, args=(n,)) for n in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    assert max(sizes) >= 2, sizes  # batched: fewer statements than entries
+    assert sum(sizes) == 80
+    stored = {e.id: e for e in AuditEvent.objects.all()}
+    assert sorted(e.seq for e in stored.values()) == list(range(80))
+    for mine in returned:
+        theirs = stored[mine.id]
+        assert (mine.seq, mine.prev_hash, mine.entry_hash, mine.payload_hash) == (
+            theirs.seq,
+            theirs.prev_hash,
+            theirs.entry_hash,
+            theirs.payload_hash,
+        )
+        assert mine.payload == theirs.payload
+        assert theirs.payload_hash == payload_hash_of(theirs)
+    # Each writer's own entries are in the order it made them.
+    for n in range(8):
+        mine = sorted((e for e in returned if e.payload["writer"] == n), key=lambda e: e.seq)
+        assert [e.payload["i"] for e in mine] == list(range(10))
+    assert AuditTreeNode.objects.count() == 80 - bin(80).count("1")  # complete subtrees
+    assert audit_verify().ok
+
+
+def test_a_bad_entry_in_a_batch_fails_alone_and_the_others_land_in_order():
+    good_1, bad, good_2 = _params(3)
+    bad = bad[:-1] + ("not a hash",)
+    batch = [audit._Pending(p) for p in (good_1, bad, good_2)]
+    connection.ensure_connection()
+    early = audit._AppendBatcher._run(connection, batch)
+    assert early is False  # the one-by-one retry commits each entry synchronously
+    assert batch[0].row is not None and batch[2].row is not None
+    assert batch[1].row is None
+    assert "payload hash must be 64 lowercase hex digits" in str(batch[1].error)
+    assert [e.summary for e in AuditEvent.objects.order_by("seq")] == ["entry 0", "entry 2"]
+    assert audit_verify().ok
+
+
+def test_a_batch_commits_early_and_its_callers_return_only_after_the_wal_flush(monkeypatch):
+    events: list[str] = []
+    real_many, real_flush = audit._append_many, audit._wal_flush_on
+
+    def many(db, batch, **kwargs):
+        events.append(f"batch early={kwargs.get('early_commit')}")
+        return real_many(db, batch, **kwargs)
+
+    def flush(db):
+        real_flush(db)
+        events.append("flushed")
+
+    monkeypatch.setattr(audit, "_append_many", many)
+    monkeypatch.setattr(audit, "_wal_flush_on", flush)
+    entry = audit_record(event_type="login", payload={"ok": True})
+    events.append("returned")
+    assert events == ["batch early=True", "flushed", "returned"]
+    assert AuditEvent.objects.get(id=entry.id).entry_hash == entry.entry_hash
+
+
+def test_a_checkpoint_flushes_the_wal_before_it_signs(tmp_path, settings, monkeypatch):
+    key = checkpoints.key_generate(directory=tmp_path / "keys")
+    settings.AUDIT_SIGNING_KEY = ""
+    settings.AUDIT_SIGNING_KEY_FILE = key.private_path
+    settings.AUDIT_CHECKPOINT_DIR = tmp_path / "checkpoints"
+    audit_record(event_type="login", payload={"ok": True})
+    order: list[str] = []
+    real_flush, real_sign = audit.wal_flush, checkpoints.checkpoint_sign
+    monkeypatch.setattr(audit, "wal_flush", lambda: (order.append("flush"), real_flush())[1])
+    monkeypatch.setattr(
+        checkpoints,
+        "checkpoint_sign",
+        lambda *a, **k: (order.append("sign"), real_sign(*a, **k))[1],
+    )
+    assert checkpoints.checkpoint_write() is not None
+    assert order == ["flush", "sign"]
