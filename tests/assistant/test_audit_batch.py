@@ -10,8 +10,14 @@ import time
 import pytest
 from django.db import connection, connections
 
-from assistant import audit, checkpoints
-from assistant.audit import audit_record, audit_verify, payload_hash_of
+from assistant import audit, audit_tree, checkpoints, merkle
+from assistant.audit import (
+    GENESIS_HASH,
+    audit_record,
+    audit_verify,
+    entry_hash_of,
+    payload_hash_of,
+)
 from assistant.models import AuditEvent, AuditTreeNode
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -145,3 +151,28 @@ def test_a_checkpoint_flushes_the_wal_before_it_signs(tmp_path, settings, monkey
     )
     assert checkpoints.checkpoint_write() is not None
     assert order == ["flush", "sign"]
+
+
+def test_a_batch_from_an_empty_trail_computes_the_python_chain_and_tree_hashes():
+    connection.ensure_connection()
+    rows = audit._append_many(connection, _params(7))
+    stored = list(AuditEvent.objects.order_by("seq"))
+    assert [r[1] for r in rows] == [e.seq for e in stored] == list(range(7))
+    prev = GENESIS_HASH
+    for row, entry in zip(rows, stored, strict=True):
+        assert row == (entry.id, entry.seq, entry.prev_hash, entry.entry_hash)
+        assert entry.payload_hash == payload_hash_of(entry)
+        assert entry.prev_hash == prev
+        assert entry.entry_hash == entry_hash_of(prev, entry.payload_hash)
+        prev = entry.entry_hash
+    leaves = [audit_tree.leaf_of(e.payload_hash) for e in stored]
+    get = merkle.list_getter(leaves)
+    nodes = {(n.level, n.index): bytes(n.hash) for n in AuditTreeNode.objects.all()}
+    assert nodes.keys() == {k for n in range(7) for k in merkle.complete_nodes_after_append(n)}
+    for (level, index), h in nodes.items():
+        assert h == get(level, index)
+    assert audit_tree.tree_root(7) == merkle.root(get, 7)
+    # The next entry, on its own, links to the batch's last.
+    after = audit_record(event_type="login", payload={})
+    assert (after.seq, after.prev_hash) == (7, stored[-1].entry_hash)
+    assert audit_verify().ok
