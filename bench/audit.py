@@ -60,6 +60,27 @@ def payload(i: int) -> dict:
     }
 
 
+def _cpu_times() -> list[int]:
+    """The machine's CPU time counters (/proc/stat: user, nice, system, idle, iowait, irq,
+    softirq, steal), or [] where there is no /proc."""
+    try:
+        with open("/proc/stat") as f:
+            return [int(v) for v in f.readline().split()[1:9]]
+    except OSError:
+        return []
+
+
+def _cpu_shares(before: list[int], after: list[int]) -> tuple[float, float]:
+    """(busy, stolen) shares of the CPU time between two readings: steal is time a virtual
+    machine's host gave to others, which neither the bench nor PostgreSQL could use."""
+    if not before or not after:
+        return 0.0, 0.0
+    delta = [b - a for a, b in zip(before, after, strict=True)]
+    total = sum(delta) or 1
+    idle, steal = delta[3] + delta[4], delta[7]
+    return (total - idle - steal) / total, steal / total
+
+
 def bench_writers(writers: int, per_writer: int) -> None:
     """Appends/s with the tree under concurrent writers, twice: each append on its own (as a
     login or an export records it), then each inside a transaction with its action (as an
@@ -87,17 +108,20 @@ def bench_writers(writers: int, per_writer: int) -> None:
 
         threads = [threading.Thread(target=work, args=(w,)) for w in range(writers)]
         load_before = os.getloadavg()[0]
+        cpu_before = _cpu_times()
         started = time.monotonic()
         for t in threads:
             t.start()
         for t in threads:
             t.join()
         seconds = time.monotonic() - started
+        busy, steal = _cpu_shares(cpu_before, _cpu_times())
         total = writers * per_writer
         print(f"writes, each {mode}: {writers} concurrent writers x {per_writer} = {total} "
               f"entries in {seconds:.2f} s -> {total / seconds:.0f} entries/s; errors: "
               f"{len(errors)}; load average {load_before:.2f} before, "
-              f"{os.getloadavg()[0]:.2f} after")  # fmt: skip
+              f"{os.getloadavg()[0]:.2f} after; CPU busy {busy:.0%}, stolen by the host "
+              f"{steal:.0%}")  # fmt: skip
 
 
 def bench_tree_latency(appends: int = 400) -> None:

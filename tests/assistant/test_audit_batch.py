@@ -176,3 +176,22 @@ def test_a_batch_from_an_empty_trail_computes_the_python_chain_and_tree_hashes()
     after = audit_record(event_type="login", payload={})
     assert (after.seq, after.prev_hash) == (7, stored[-1].entry_hash)
     assert audit_verify().ok
+
+
+def test_a_batch_appends_and_flushes_under_the_web_requests_database_role():
+    """Web requests run as the non-superuser `attest_app` (ingest.row_security): the batch
+    function, the early commit and the WAL flush must all be allowed to it."""
+    from ingest import row_security
+
+    params = _params(3)
+    row_security.apply(None)
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT current_user")
+            assert cursor.fetchone()[0] == row_security.ROLE
+        rows = audit._append_many(connection, params, early_commit=True)
+        audit._wal_flush_on(connection)
+    finally:
+        row_security.reset()
+    assert [r[1] for r in rows] == [0, 1, 2]
+    assert audit_verify().ok
