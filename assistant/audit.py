@@ -358,9 +358,12 @@ class _AppendBatcher:
             batch = self._pending[: self.MAX_BATCH]
             del self._pending[: self.MAX_BATCH]
             self._last_batch = len(batch)
+            # Alone (nobody else appending): one synchronous commit is one round trip less
+            # than committing early and flushing after.
+            early = len(batch) > 1 or bool(self._pending)
         db = connections[DEFAULT_DB_ALIAS]  # the leader's own connection, in autocommit
         try:
-            needs_flush = self._run(db, batch)
+            needs_flush = self._run(db, batch, early=early)
         except BaseException:
             needs_flush = False
             raise
@@ -387,9 +390,9 @@ class _AppendBatcher:
         return entry.outcome()
 
     @staticmethod
-    def _run(db, batch: list[_Pending]) -> bool:
+    def _run(db, batch: list[_Pending], *, early: bool = True) -> bool:
         """Append the batch; True when it committed without waiting for its WAL flush."""
-        early = db.pg_version >= _WAL_FLUSH_MIN_VERSION
+        early = early and db.pg_version >= _WAL_FLUSH_MIN_VERSION
         try:
             rows = _append_many(db, [item.params for item in batch], early_commit=early)
         except Exception:  # noqa: BLE001 - retried one by one, each with its own error

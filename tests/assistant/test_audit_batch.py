@@ -115,12 +115,31 @@ def test_a_bad_entry_in_a_batch_fails_alone_and_the_others_land_in_order():
     assert audit_verify().ok
 
 
+def test_a_lone_append_commits_synchronously_in_one_statement(monkeypatch):
+    events: list[str] = []
+    real_many, real_flush = audit._append_many, audit._wal_flush_on
+    monkeypatch.setattr(
+        audit,
+        "_append_many",
+        lambda db, batch, **kw: (events.append(f"batch early={kw['early_commit']}"),
+                                 real_many(db, batch, **kw))[1],
+    )  # fmt: skip
+    monkeypatch.setattr(audit, "_wal_flush_on", lambda db: (events.append("flush"), real_flush(db)))
+    entry = audit_record(event_type="login", payload={"ok": True})
+    assert events == ["batch early=False"]
+    assert AuditEvent.objects.get(id=entry.id).entry_hash == entry.entry_hash
+
+
 def test_a_batch_commits_early_and_its_callers_return_only_after_the_wal_flush(monkeypatch):
     events: list[str] = []
     real_many, real_flush = audit._append_many, audit._wal_flush_on
+    queued = threading.Event()
 
     def many(db, batch, **kwargs):
-        events.append(f"batch early={kwargs.get('early_commit')}")
+        if not events:
+            queued.wait(5)  # the first (lone) batch holds on until the others are waiting
+            time.sleep(0.2)
+        events.append(f"batch of {len(batch)} early={kwargs['early_commit']}")
         return real_many(db, batch, **kwargs)
 
     def flush(db):
@@ -129,10 +148,36 @@ def test_a_batch_commits_early_and_its_callers_return_only_after_the_wal_flush(m
 
     monkeypatch.setattr(audit, "_append_many", many)
     monkeypatch.setattr(audit, "_wal_flush_on", flush)
-    entry = audit_record(event_type="login", payload={"ok": True})
-    events.append("returned")
-    assert events == ["batch early=True", "flushed", "returned"]
-    assert AuditEvent.objects.get(id=entry.id).entry_hash == entry.entry_hash
+    errors: list[BaseException] = []
+
+    def writer(n: int) -> None:
+        try:
+            audit_record(event_type="login", payload={"writer": n})
+            events.append(f"writer {n} returned")
+        except BaseException as exc:  # noqa: BLE001
+            errors.append(exc)
+        finally:
+            connections.close_all()
+
+    first = threading.Thread(target=writer, args=(0,))
+    first.start()
+    time.sleep(0.1)
+    others = [threading.Thread(target=writer, args=(n,)) for n in (1, 2)]
+    for t in others:
+        t.start()
+    time.sleep(0.1)
+    queued.set()
+    for t in [first, *others]:
+        t.join()
+    assert not errors
+    assert events[0] == "batch of 1 early=False"
+    assert "batch of 2 early=True" in events
+    flushed = events.index("flushed")
+    assert events.index("batch of 2 early=True") < flushed
+    assert events.index("writer 1 returned") > flushed
+    assert events.index("writer 2 returned") > flushed
+    assert AuditEvent.objects.count() == 3
+    assert audit_verify().ok
 
 
 def test_a_checkpoint_flushes_the_wal_before_it_signs(tmp_path, settings, monkeypatch):
