@@ -185,16 +185,11 @@ def audit_record(
     tree nodes it closes.
 
     Inside a transaction the entry commits or rolls back with the caller's action, and the
-    lock is held until that commit. On its own (autocommit), the statement is its own
-    transaction, set to commit without waiting for its WAL to reach the disk, so the lock is
-    released without waiting for an fdatasync (180 to 400 microseconds on the project's
-    machines, once the largest part of the time the lock was held); a second statement in
-    the same round trip then waits for the flush of a WAL record written after that commit,
-    where concurrent appenders share one flush. WAL is flushed in order, so when the call
-    returns the entry is on disk, exactly as with a synchronous commit. Until then other
-    sessions may already read it; a crash in that window loses only a tail of the trail
-    (never an entry in the middle), and no checkpoint covers it (checkpoint_write flushes the
-    WAL before it signs).
+    lock is held until that commit. On its own (autocommit), the entry is appended by
+    _AppendBatcher, in one statement with whatever entries other threads of this process are
+    recording at the same moment (`attest_audit_append_batch`, migration 0013); the call
+    returns once its entry is committed and its WAL flushed, with its own chained values, or
+    raises its own error.
     """
     meta = meta or RequestMeta()
     # The payload's canonical text is what is hashed and stored verbatim (a `json` column),
@@ -219,7 +214,7 @@ def audit_record(
             flagged,
             summary,
             payload_json,
-        )  # fmt: skip
+        )
     ).hexdigest()
     payload = orjson.loads(payload_json)
     search_text = _search_text(summary, payload)
