@@ -115,6 +115,55 @@ def ocr_image(image: bytes, *, dpi: int | None = None) -> OcrResult:
     return _parse_tsv(done.stdout.decode("utf-8", "replace"))
 
 
+# On a rendered page, a pixel darker than this (of 255) is ink.
+INK_LEVEL = 200
+# Ink confined to this many pixel rows (or columns) is a rule, not text: at OCR_DPI a glyph of
+# 6-point type is about 25 pixels tall, and Tesseract reads nothing a few pixels thin.
+RULE_PIXELS = 4
+
+
+def nothing_to_read(image: bytes) -> bool:
+    """Whether a greyscale PGM page image (render_pdf_page's) is blank, or carries only thin
+    horizontal or vertical rules: nothing Tesseract could read.
+
+    Tesseract takes most of a second even on an empty page, and such pages are common: the
+    backs of duplex scans, separator pages, a page holding only a footer rule. Anything else
+    (another format, a header it cannot read, ink more than RULE_PIXELS thick in both
+    directions) goes to OCR."""
+    import numpy as np
+
+    if not image.startswith(b"P5"):
+        return False
+    # Header: "P5", width, height, maxval, separated by whitespace (and # comments), then one
+    # whitespace character before the pixels.
+    fields: list[bytes] = []
+    position = 2
+    while len(fields) < 3:
+        while position < len(image) and image[position : position + 1].isspace():
+            position += 1
+        if image[position : position + 1] == b"#":
+            position = image.find(b"\n", position)
+            if position < 0:
+                return False
+            continue
+        end = position
+        while end < len(image) and image[end : end + 1].isdigit():
+            end += 1
+        if end == position:
+            return False
+        fields.append(image[position:end])
+        position = end
+    width, height, maxval = (int(f) for f in fields)
+    if maxval != 255 or not width or not height or len(image) < position + 1 + width * height:
+        return False
+    pixels = np.frombuffer(image, dtype=np.uint8, count=width * height, offset=position + 1)
+    page = pixels.reshape(height, width)
+    # Darkest pixel of each row, then of each column (uint8 reductions: a few ms a page).
+    if int(np.count_nonzero(page.min(axis=1) < INK_LEVEL)) <= RULE_PIXELS:
+        return True
+    return int(np.count_nonzero(page.min(axis=0) < INK_LEVEL)) <= RULE_PIXELS
+
+
 def render_pdf_page(pdf_path: str, number: int, *, width_pt: float, height_pt: float) -> bytes:
     """Page `number` (1-based) of the PDF at `pdf_path` as a greyscale PGM image.
 

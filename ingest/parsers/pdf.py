@@ -57,6 +57,8 @@ def _ocr_pages(
             width, height = _page_size(reader.pages[index])
             try:
                 image = ocr.render_pdf_page(path, index + 1, width_pt=width, height_pt=height)
+                if ocr.nothing_to_read(image):
+                    continue  # blank or only rules: keep its (empty) text layer
                 result = ocr.ocr_image(image)
             except ParseError as exc:
                 logger.warning("OCR of page %d failed: %s", index + 1, exc)

@@ -242,6 +242,53 @@ def test_ocr_callback_runs_only_when_a_page_needs_ocr():
     assert parsed.pages[0].ocr and "pixels" in parsed.text
 
 
+def _pgm(rows: list[bytes]) -> bytes:
+    return b"P5\n# rendered\n%d %d\n255\n" % (len(rows[0]), len(rows)) + b"".join(rows)
+
+
+def test_pages_with_nothing_to_read_are_recognised_and_others_are_not():
+    from ingest.parsers import ocr
+
+    white = b"\xff" * 40
+    assert ocr.nothing_to_read(_pgm([white] * 30))  # blank
+    assert ocr.nothing_to_read(_pgm([white] * 20 + [b"\x00" * 40] * 2 + [white] * 8))  # a rule
+    assert ocr.nothing_to_read(_pgm([b"\xff" * 10 + b"\x00" * 3 + b"\xff" * 27] * 30))  # a bar
+    glyph = b"\xff" * 10 + b"\x00" * 8 + b"\xff" * 22  # 8 pixels wide, 12 rows tall: ink
+    assert not ocr.nothing_to_read(_pgm([white] * 9 + [glyph] * 12 + [white] * 9))
+    assert not ocr.nothing_to_read(b"\x89PNG\r\n")  # not a PGM: read it
+    assert not ocr.nothing_to_read(b"P5\n40 30\n255\n" + white)  # truncated: read it
+
+
+def test_a_blank_page_without_a_text_layer_is_not_sent_to_tesseract(monkeypatch):
+    """Rendered and found empty, the page keeps its empty text; Tesseract is not run for it,
+    while the scanned page beside it still is."""
+    require_ocr()
+    from pypdf import PdfReader, PdfWriter
+
+    from ingest.parsers import ocr, parse
+
+    writer = PdfWriter()
+    writer.add_blank_page(612, 792)
+    for page in PdfReader(
+        io.BytesIO(formats.scanned_pdf([["The loading dock closes at six."]]))
+    ).pages:
+        writer.add_page(page)
+    buffer = io.BytesIO()
+    writer.write(buffer)
+    read: list[int] = []
+    real = ocr.ocr_image
+
+    def counting(image, **kwargs):
+        read.append(len(image))
+        return real(image, **kwargs)
+
+    monkeypatch.setattr(ocr, "ocr_image", counting)
+    parsed = parse(buffer.getvalue(), "dock.pdf")
+    assert len(read) == 1  # the scanned page only
+    assert [page.ocr for page in parsed.pages] == [False, True]
+    assert "loading dock" in parsed.text
+
+
 @pytest.mark.parametrize(
     ("name", "data", "expected"),
     [
