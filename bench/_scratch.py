@@ -35,3 +35,24 @@ def setup_django(*, keep: bool = False) -> Path:
     django.setup()
     call_command("migrate", verbosity=0)
     return root
+
+
+def cpu_times() -> list[int]:
+    """The machine's CPU time counters (/proc/stat: user, nice, system, idle, iowait, irq,
+    softirq, steal), or [] where there is no /proc."""
+    try:
+        with open("/proc/stat") as f:
+            return [int(v) for v in f.readline().split()[1:9]]
+    except OSError:
+        return []
+
+
+def cpu_shares(before: list[int], after: list[int]) -> tuple[float, float]:
+    """(busy, stolen) shares of the CPU time between two readings: steal is time a virtual
+    machine's host gave to others, which neither the bench nor PostgreSQL could use."""
+    if not before or not after:
+        return 0.0, 0.0
+    delta = [b - a for a, b in zip(before, after, strict=True)]
+    total = sum(delta) or 1
+    idle, steal = delta[3] + delta[4], delta[7]
+    return (total - idle - steal) / total, steal / total

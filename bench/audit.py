@@ -34,7 +34,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import orjson
-from _scratch import setup_django
+from _scratch import cpu_shares, cpu_times, setup_django
 
 
 def payload(i: int) -> dict:
@@ -58,27 +58,6 @@ def payload(i: int) -> dict:
             for n in range(1, 4)
         ],
     }
-
-
-def _cpu_times() -> list[int]:
-    """The machine's CPU time counters (/proc/stat: user, nice, system, idle, iowait, irq,
-    softirq, steal), or [] where there is no /proc."""
-    try:
-        with open("/proc/stat") as f:
-            return [int(v) for v in f.readline().split()[1:9]]
-    except OSError:
-        return []
-
-
-def _cpu_shares(before: list[int], after: list[int]) -> tuple[float, float]:
-    """(busy, stolen) shares of the CPU time between two readings: steal is time a virtual
-    machine's host gave to others, which neither the bench nor PostgreSQL could use."""
-    if not before or not after:
-        return 0.0, 0.0
-    delta = [b - a for a, b in zip(before, after, strict=True)]
-    total = sum(delta) or 1
-    idle, steal = delta[3] + delta[4], delta[7]
-    return (total - idle - steal) / total, steal / total
 
 
 def bench_writers(writers: int, per_writer: int) -> None:
@@ -108,14 +87,14 @@ def bench_writers(writers: int, per_writer: int) -> None:
 
         threads = [threading.Thread(target=work, args=(w,)) for w in range(writers)]
         load_before = os.getloadavg()[0]
-        cpu_before = _cpu_times()
+        cpu_before = cpu_times()
         started = time.monotonic()
         for t in threads:
             t.start()
         for t in threads:
             t.join()
         seconds = time.monotonic() - started
-        busy, steal = _cpu_shares(cpu_before, _cpu_times())
+        busy, steal = cpu_shares(cpu_before, cpu_times())
         total = writers * per_writer
         print(f"writes, each {mode}: {writers} concurrent writers x {per_writer} = {total} "
               f"entries in {seconds:.2f} s -> {total / seconds:.0f} entries/s; errors: "

@@ -299,7 +299,7 @@ def documents_ingest(
     """
     results: dict[int, IngestResult] = {}
     waiting: list[_Prepared] = []
-    # The batch being embedded in the background, and the documents it belongs to. The
+    # The batches embedding in the background (oldest first), and their documents. The
     # embedder is pure computation (ONNX Runtime releases the GIL), so the next documents are
     # parsed on this thread meanwhile; every database write stays on this thread.
     running: list[tuple[Future[tuple[list[list[float]], float]], list[_Prepared]]] = []
@@ -314,34 +314,39 @@ def documents_ingest(
         vectors = get_embedder().embed(texts)
         return vectors, time.perf_counter() - started
 
-    def collect() -> None:
-        """Wait for the batch in the background, then index its documents."""
-        if not running:
-            return
-        future, batch = running.pop()
-        try:
-            vectors, seconds = future.result()
-            name = get_embedder().name
-        except Exception as exc:
-            logger.exception("embedding failed for documents %s", [p.document.id for p in batch])
+    def collect(keep: int = 0) -> None:
+        """Wait for the oldest batches in the background, oldest first, and index their
+        documents, until at most `keep` batches are left running."""
+        while len(running) > keep:
+            future, batch = running.pop(0)
+            try:
+                vectors, seconds = future.result()
+                name = get_embedder().name
+            except Exception as exc:
+                logger.exception(
+                    "embedding failed for documents %s", [p.document.id for p in batch]
+                )
+                for p in batch:
+                    finish(_fail(p.document, p.started, p.timings, _internal(exc)))
+                continue
+            share = seconds / max(len(vectors), 1)
+            offset = 0
             for p in batch:
-                finish(_fail(p.document, p.started, p.timings, _internal(exc)))
-            return
-        share = seconds / max(len(vectors), 1)
-        offset = 0
-        for p in batch:
-            n = len(p.drafts)
-            p.timings.embed += share * n
-            vectors_of = vectors[offset : offset + n]
-            finish(_index(p, vectors_of, name, enqueue_attachments=enqueue_attachments))
-            offset += n
+                n = len(p.drafts)
+                p.timings.embed += share * n
+                vectors_of = vectors[offset : offset + n]
+                finish(_index(p, vectors_of, name, enqueue_attachments=enqueue_attachments))
+                offset += n
 
     def flush(pool: ThreadPoolExecutor) -> None:
-        collect()
+        # The new batch is queued first, so the embedder goes straight on to it while this
+        # thread indexes the previous batch's documents (one batch at a time embeds; at most
+        # two are held).
         if waiting:
             batch = list(waiting)
             waiting.clear()
             running.append((pool.submit(embed, [d.text for p in batch for d in p.drafts]), batch))
+        collect(keep=1)
 
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="embed") as pool:
         try:
@@ -351,7 +356,11 @@ def documents_ingest(
                     finish(prepared)
                     continue
                 waiting.append(prepared)
-                if sum(len(p.drafts) for p in waiting) >= embed_batch:
+                # The first batch is smaller, so the embedder starts early instead of idling
+                # while the first documents are parsed.
+                if sum(len(p.drafts) for p in waiting) >= (
+                    embed_batch if results or running else max(1, embed_batch // 4)
+                ):
                     flush(pool)
             flush(pool)
         finally:

@@ -48,3 +48,26 @@ def test_int8_vectors_stay_within_cosine_099_of_torch_on_real_cuad_chunks():
     worst = int(cosines.argmin())
     assert cosines.min() >= 0.99, (cosines.min(), texts[worst][:200])
     assert np.allclose(np.linalg.norm(b, axis=1), 1.0, atol=1e-4)
+
+
+def test_int8_batches_run_side_by_side_give_the_vectors_of_one_batch_at_a_time():
+    """The int8 model runs one batch per core, each on one thread; the vectors must be exactly
+    those of the same batches run one after another, in the input order."""
+    from ingest.onnx_embedding import OnnxEmbedder, onnx_model_ensure
+
+    texts = cuad_chunks(limit_files=2, per_file=40) + ["Termination", "What law governs?"]
+    exported = onnx_model_ensure(Path(default_model_path()), Path(settings.EMBEDDING_ONNX_DIR))
+    assert exported.int8_path is not None
+
+    def embedder(threads: int) -> OnnxEmbedder:
+        return OnnxEmbedder(
+            Path(default_model_path()), exported.fp32_path, exported.int8_path,
+            batch_size=8, threads=threads, name="x",
+        )  # fmt: skip
+
+    side_by_side, one_at_a_time = embedder(2), embedder(1)
+    assert side_by_side._parallel == 2 and one_at_a_time._parallel == 1
+    a = np.asarray(side_by_side.embed(texts))
+    b = np.asarray(one_at_a_time.embed(texts))
+    assert side_by_side._pool is not None  # the batches did run on the pool
+    assert np.allclose(a, b, atol=1e-6)
