@@ -430,6 +430,7 @@ class OnnxEmbedder:
         self._int8 = _session(int8_path, 1) if int8_path is not None else None
         self._parallel = threads if self._int8 is not None else 1
         self._pool: ThreadPoolExecutor | None = None
+        self._pool_pid = 0
         self._inputs = {i.name for i in self._fp32.get_inputs()}
         self._lock = threading.Lock()  # one embed() at a time per process
         self.batch_size = batch_size
@@ -457,13 +458,19 @@ class OnnxEmbedder:
                 if not self._uses_int8(encodings, batch):
                     run(batch)
             if len(parallel) > 1 and self._parallel > 1:
-                if self._pool is None:
-                    self._pool = ThreadPoolExecutor(self._parallel, thread_name_prefix="onnx")
-                list(self._pool.map(run, parallel))
+                list(self._thread_pool().map(run, parallel))
             else:
                 for batch in parallel:
                     run(batch)
         return out.tolist()
+
+    def _thread_pool(self) -> ThreadPoolExecutor:
+        """The pool of this process: a worker forked after the pool was made gets its own
+        (the parent's threads do not exist in the child)."""
+        if self._pool is None or self._pool_pid != os.getpid():
+            self._pool = ThreadPoolExecutor(self._parallel, thread_name_prefix="onnx")
+            self._pool_pid = os.getpid()
+        return self._pool
 
     def _uses_int8(self, encodings: list, batch: list[int]) -> bool:  # type: ignore[type-arg]
         return self._int8 is not None and min(len(encodings[i].ids) for i in batch) >= (
