@@ -30,7 +30,7 @@ from typing import Any, Protocol
 import orjson
 import psycopg
 from django.conf import settings
-from django.db import DEFAULT_DB_ALIAS, connection, connections, transaction
+from django.db import DEFAULT_DB_ALIAS, DatabaseError, connection, connections, transaction
 from django.utils import timezone
 
 from . import audit_tree, audit_workers, merkle
@@ -390,8 +390,12 @@ class _AppendBatcher:
         early = early and db.pg_version >= _WAL_FLUSH_MIN_VERSION
         try:
             rows = _append_many(db, [item.params for item in batch], early_commit=early)
-        except Exception:  # noqa: BLE001 - retried one by one, each with its own error
-            pass
+        except DatabaseError:
+            pass  # the statement failed, so nothing was appended: one by one below
+        except Exception as exc:  # noqa: BLE001 - it may have committed: no retry
+            for item in batch:
+                item.error = exc
+            return early
         else:
             for item, row in zip(batch, rows, strict=True):
                 item.row = row
