@@ -473,9 +473,11 @@ class OnnxEmbedder:
         return self._pool
 
     def _uses_int8(self, encodings: list, batch: list[int]) -> bool:  # type: ignore[type-arg]
-        return self._int8 is not None and min(len(encodings[i].ids) for i in batch) >= (
-            INT8_MIN_TOKENS
-        )
+        return self._int8_for(min(len(encodings[i].ids) for i in batch))
+
+    def _int8_for(self, shortest: int) -> bool:
+        """Whether a batch whose shortest text has this many tokens runs through int8."""
+        return self._int8 is not None and shortest >= INT8_MIN_TOKENS
 
     def _batches(self, lengths: list[int]) -> Iterator[list[int]]:
         """Indices grouped by similar token length (results go back in input order).
@@ -514,8 +516,8 @@ class OnnxEmbedder:
     def _embed_batch(self, encodings: list) -> np.ndarray:  # type: ignore[type-arg]
         feeds, mask = self._feeds(encodings)
         shortest = min(len(e.ids) for e in encodings)
-        session = self._int8 if self._int8 is not None and shortest >= INT8_MIN_TOKENS else None
-        hidden = (session or self._fp32).run(None, feeds)[0]
+        session = self._int8 if self._int8_for(shortest) else self._fp32
+        hidden = session.run(None, feeds)[0]
         weights = mask[:, :, None].astype(np.float32)
         pooled = (hidden * weights).sum(axis=1) / np.clip(weights.sum(axis=1), 1e-9, None)
         norms = np.linalg.norm(pooled, axis=1, keepdims=True)

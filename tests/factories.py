@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable
 from pathlib import Path
+
+from django.db import connections
 
 from ingest.models import Collection, Document
 from ingest.services import collection_create, document_create, document_ingest
@@ -40,3 +44,24 @@ def grant(collection: Collection, user, *, manage: bool = False, group_name: str
     CollectionGrant.objects.update_or_create(
         collection=collection, group=group, defaults={"can_manage": manage}
     )
+
+
+def in_threads(target: Callable[[int], None], count: int) -> list[BaseException]:
+    """Run target(0) .. target(count - 1) in threads, each with its own database connection
+    (closed at the end); returns what they raised."""
+    errors: list[BaseException] = []
+
+    def run(n: int) -> None:
+        try:
+            target(n)
+        except BaseException as exc:  # noqa: BLE001 - reported to the test
+            errors.append(exc)
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=run, args=(n,)) for n in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return errors

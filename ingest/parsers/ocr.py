@@ -9,6 +9,7 @@ installed by `make ocr-deps` (run by install/test/run) and by the Dockerfile.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 from dataclasses import dataclass
@@ -115,6 +116,9 @@ def ocr_image(image: bytes, *, dpi: int | None = None) -> OcrResult:
     return _parse_tsv(done.stdout.decode("utf-8", "replace"))
 
 
+# "P5", width, height, maxval, separated by whitespace or # comments, then one whitespace.
+_GAP = rb"(?:\s|#[^\n]*\n)+"
+_PGM_HEADER = re.compile(rb"P5" + _GAP + rb"(\d+)" + _GAP + rb"(\d+)" + _GAP + rb"(\d+)\s")
 # On a rendered page, a pixel darker than this (of 255) is ink.
 INK_LEVEL = 200
 # Ink confined to this many pixel rows (or columns) is a rule, not text: at OCR_DPI a glyph of
@@ -132,31 +136,14 @@ def nothing_to_read(image: bytes) -> bool:
     directions) goes to OCR."""
     import numpy as np
 
-    if not image.startswith(b"P5"):
+    header = _PGM_HEADER.match(image)
+    if header is None:
         return False
-    # Header: "P5", width, height, maxval, separated by whitespace (and # comments), then one
-    # whitespace character before the pixels.
-    fields: list[bytes] = []
-    position = 2
-    while len(fields) < 3:
-        while position < len(image) and image[position : position + 1].isspace():
-            position += 1
-        if image[position : position + 1] == b"#":
-            position = image.find(b"\n", position)
-            if position < 0:
-                return False
-            continue
-        end = position
-        while end < len(image) and image[end : end + 1].isdigit():
-            end += 1
-        if end == position:
-            return False
-        fields.append(image[position:end])
-        position = end
-    width, height, maxval = (int(f) for f in fields)
-    if maxval != 255 or not width or not height or len(image) < position + 1 + width * height:
+    width, height, maxval = (int(v) for v in header.groups())
+    start = header.end()
+    if maxval != 255 or not width or not height or len(image) < start + width * height:
         return False
-    pixels = np.frombuffer(image, dtype=np.uint8, count=width * height, offset=position + 1)
+    pixels = np.frombuffer(image, dtype=np.uint8, count=width * height, offset=start)
     page = pixels.reshape(height, width)
     # Darkest pixel of each row, then of each column (uint8 reductions: a few ms a page).
     if int(np.count_nonzero(page.min(axis=1) < INK_LEVEL)) <= RULE_PIXELS:

@@ -1,11 +1,10 @@
 """The audit trail: append-only in PostgreSQL, hash-chained, verifiable, erasable by tombstone."""
 
 import json
-import threading
 from datetime import timedelta
 
 import pytest
-from django.db import connection, connections
+from django.db import connection
 from django.db.utils import DatabaseError
 from django.test import RequestFactory
 from django.utils import timezone
@@ -21,7 +20,7 @@ from assistant.audit import (
 from assistant.models import AuditEvent
 from assistant.services import question_ask
 from assistant.settings_audit import settings_snapshot_record
-from tests.factories import ingest_bytes, make_collection
+from tests.factories import in_threads, ingest_bytes, make_collection
 
 pytestmark = pytest.mark.django_db
 
@@ -174,23 +173,11 @@ def test_settings_changes_are_recorded_once(settings):
 
 @pytest.mark.django_db(transaction=True)
 def test_concurrent_writers_cannot_fork_the_chain():
-    errors: list[BaseException] = []
-
     def writer(n: int) -> None:
-        try:
-            for i in range(15):
-                audit_record(event_type="load", payload={"writer": n, "i": i})
-        except BaseException as exc:  # noqa: BLE001
-            errors.append(exc)
-        finally:
-            connections.close_all()
+        for i in range(15):
+            audit_record(event_type="load", payload={"writer": n, "i": i})
 
-    threads = [threading.Thread(target=writer, args=(n,)) for n in range(8)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert not errors
+    assert not in_threads(writer, 8)
     assert AuditEvent.objects.count() == 120
     assert len(set(AuditEvent.objects.values_list("prev_hash", flat=True))) == 120
     assert audit_verify().ok

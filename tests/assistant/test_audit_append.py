@@ -4,10 +4,8 @@ action, and refuses to build on an incomplete tree. Against the real PostgreSQL.
 
 from __future__ import annotations
 
-import threading
-
 import pytest
-from django.db import connection, connections, transaction
+from django.db import connection, transaction
 from django.db.utils import DatabaseError
 
 from assistant import audit_tree, merkle
@@ -19,7 +17,7 @@ from assistant.audit import (
     payload_hash_of,
 )
 from assistant.models import AuditEvent, AuditTreeNode
-from tests.factories import make_collection
+from tests.factories import in_threads, make_collection
 
 pytestmark = pytest.mark.django_db
 
@@ -90,29 +88,18 @@ def test_a_missing_tree_node_stops_the_append_and_writes_nothing():
 @pytest.mark.django_db(transaction=True)
 def test_writers_inside_their_actions_transactions_neither_fork_nor_keep_rolled_back_entries():
     """The lock is held until each caller commits or rolls back; every third action fails."""
-    errors: list[BaseException] = []
 
     def writer(n: int) -> None:
-        try:
-            for i in range(12):
-                try:
-                    with transaction.atomic():
-                        audit_record(event_type="load", payload={"writer": n, "i": i})
-                        if i % 3 == 2:
-                            raise LookupError("the action failed")
-                except LookupError:
-                    pass
-        except BaseException as exc:  # noqa: BLE001
-            errors.append(exc)
-        finally:
-            connections.close_all()
+        for i in range(12):
+            try:
+                with transaction.atomic():
+                    audit_record(event_type="load", payload={"writer": n, "i": i})
+                    if i % 3 == 2:
+                        raise LookupError("the action failed")
+            except LookupError:
+                pass
 
-    threads = [threading.Thread(target=writer, args=(n,)) for n in range(8)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert not errors
+    assert not in_threads(writer, 8)
     assert AuditEvent.objects.count() == 64
     assert not AuditEvent.objects.filter(payload__i__in=[2, 5, 8, 11]).exists()
     assert sorted(AuditEvent.objects.values_list("seq", flat=True)) == list(range(64))

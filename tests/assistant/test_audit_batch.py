@@ -19,6 +19,7 @@ from assistant.audit import (
     payload_hash_of,
 )
 from assistant.models import AuditEvent, AuditTreeNode
+from tests.factories import in_threads
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -58,27 +59,16 @@ def test_concurrent_appends_on_their_own_are_batched_and_each_caller_gets_its_ow
 
     monkeypatch.setattr(audit, "_append_many", slow_first_batch)
     returned: list[AuditEvent] = []
-    errors: list[BaseException] = []
     start = threading.Barrier(8)
 
     def writer(n: int) -> None:
-        try:
-            start.wait()
-            for i in range(10):
-                returned.append(
-                    audit_record(event_type="load", payload={"writer": n, "i": i}, summary="w")
-                )
-        except BaseException as exc:  # noqa: BLE001
-            errors.append(exc)
-        finally:
-            connections.close_all()
+        start.wait()
+        for i in range(10):
+            returned.append(
+                audit_record(event_type="load", payload={"writer": n, "i": i}, summary="w")
+            )
 
-    threads = [threading.Thread(target=writer, args=(n,)) for n in range(8)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert not errors
+    assert not in_threads(writer, 8)
     assert max(sizes) >= 2, sizes  # batched: fewer statements than entries
     assert sum(sizes) == 80
     stored = {e.id: e for e in AuditEvent.objects.all()}
