@@ -56,3 +56,34 @@ def cpu_shares(before: list[int], after: list[int]) -> tuple[float, float]:
     total = sum(delta) or 1
     idle, steal = delta[3] + delta[4], delta[7]
     return (total - idle - steal) / total, steal / total
+
+
+def machine() -> str:
+    """The CPU these figures come from: model, usable cores and the vector instructions that
+    decide int8 speed. The hosts of these 2-core machines differ from day to day (the same
+    code's figures have differed 1.8x between them), so every figure needs this beside it."""
+    model, flags = "unknown CPU", set()
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                if key.strip() == "model name":
+                    model = value.strip()
+                elif key.strip() == "flags":
+                    flags = set(value.split())
+                if model != "unknown CPU" and flags:
+                    break
+    except OSError:
+        pass
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:
+        cores = os.cpu_count() or 0
+    isa = (
+        "avx512_vnni"
+        if "avx512_vnni" in flags
+        else "avx_vnni"
+        if "avx_vnni" in flags
+        else ("avx2" if "avx2" in flags else "no avx2")
+    )
+    return f"{model}, {cores} cores, {isa}"

@@ -34,7 +34,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import orjson
-from _scratch import cpu_shares, cpu_times, setup_django
+from _scratch import cpu_shares, cpu_times, machine, setup_django
 
 
 def payload(i: int) -> dict:
@@ -308,14 +308,17 @@ def bench_receipts(samples: int = 200) -> None:
         t = time.perf_counter()
         module.verify(json.loads(receipt_file.read_text()), public, None)
         checks.append((time.perf_counter() - t) * 1000)
-    t = time.perf_counter()
-    result = subprocess.run(
-        [sys.executable, str(tool), str(receipt_file), "--public-key", str(public_file)],
-        capture_output=True, text=True, check=False,
-    )  # fmt: skip
-    whole = (time.perf_counter() - t) * 1000
+    runs = []
+    for _ in range(7):  # a fresh interpreter each time, as a compliance officer runs it
+        t = time.perf_counter()
+        result = subprocess.run(
+            [sys.executable, str(tool), str(receipt_file), "--public-key", str(public_file)],
+            capture_output=True, text=True, check=False,
+        )  # fmt: skip
+        runs.append((time.perf_counter() - t) * 1000)
     print(f"receipt verification (tools/verify_receipt.py): p50 {statistics.median(checks):.2f} "
-          f"ms in process; {whole:.0f} ms as a fresh process incl. interpreter start; "
+          f"ms in process; as a fresh process incl. interpreter start p50 "
+          f"{statistics.median(runs):.0f} ms, max {max(runs):.0f} ms; "
           f"exit {result.returncode}")  # fmt: skip
 
 
@@ -382,6 +385,7 @@ def main() -> None:
 
     if not (keys / checkpoints.KEY_FILE_NAME).exists():
         checkpoints.key_generate(directory=keys)
+    print(f"machine: {machine()}")
     if "writes" in parts:
         bench_writers(args.writers, args.per_writer)
         bench_tree_latency()

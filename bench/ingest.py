@@ -32,7 +32,7 @@ import time
 import uuid
 from pathlib import Path
 
-from _scratch import cpu_shares, cpu_times, setup_django
+from _scratch import cpu_shares, cpu_times, machine, setup_django
 
 STAGES = ("parse", "ocr", "chunk", "embed", "write")
 
@@ -174,7 +174,7 @@ def main() -> None:
     if args.json:
         print(json.dumps(runs, indent=2))
         return
-    print(f"input: {args.folder} ({len(files)} files)")
+    print(f"input: {args.folder} ({len(files)} files); machine: {machine()}")
     for run in runs:
         print(report(run))
     if len(runs) == 2:

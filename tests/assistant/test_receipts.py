@@ -315,6 +315,38 @@ def test_an_answer_receipt_verifies_offline_and_a_tampered_one_does_not(
     assert result.returncode == 1 and "signed with key" in result.stdout
 
 
+def test_the_tool_reads_the_keygen_pem_by_hand_and_refuses_other_key_types(tmp_path):
+    """verify_receipt.py parses the public key PEM itself (cryptography's PEM loader costs a
+    third of a run): it must read exactly the key `audit keygen` writes, and no other kind."""
+    import importlib.util
+
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    spec = importlib.util.spec_from_file_location("verify_receipt_tool", TOOL)
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)  # type: ignore[union-attr]
+    made = checkpoints.key_generate(directory=tmp_path / "keys")
+    loaded = tool.load_public_key(made.public_path)
+    assert (
+        loaded.public_bytes_raw()
+        == checkpoints.load_public_key(made.public_path).public_bytes_raw()
+    )
+
+    ec_file = tmp_path / "ec.pub"
+    ec_file.write_bytes(
+        ec.generate_private_key(ec.SECP256R1())
+        .public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    )
+    with pytest.raises(ValueError, match="not an Ed25519 public key"):
+        tool.load_public_key(ec_file)
+    receipt_file = tmp_path / "receipt.json"
+    receipt_file.write_text("{}")
+    result = _run_tool(str(receipt_file), "--public-key", str(ec_file))
+    assert result.returncode == 2 and "not an Ed25519 public key" in result.stderr
+
+
 def test_the_receipt_command_prints_the_receipt(signing, capsys, tmp_path):
     from django.core.management.base import CommandError
 
