@@ -750,12 +750,18 @@ def _redact(events: Iterable[int], *, reason: str) -> int:
 
 
 def audit_redact_document(*, document_id: int, reason: str) -> int:
-    """Tombstone every entry whose payload quotes or names the document."""
+    """Tombstone every entry whose payload quotes or names the document.
+
+    The GIN index over `attest_audit_document_refs(payload)` (migration 0014) finds the
+    candidates; the containment tests decide, so the index never changes which entries match.
+    """
     with connection.cursor() as cursor:
         cursor.execute(
-            "SELECT id FROM assistant_auditevent WHERE NOT redacted AND ("
-            " payload::jsonb @> %s::jsonb OR payload::jsonb @> %s::jsonb)",
+            "SELECT id FROM assistant_auditevent WHERE NOT redacted"
+            " AND attest_audit_document_refs(payload) @> ARRAY[%s::numeric]"
+            " AND (payload::jsonb @> %s::jsonb OR payload::jsonb @> %s::jsonb)",
             [
+                document_id,
                 json.dumps({"document_id": document_id}),
                 json.dumps({"passages": [{"document_id": document_id}]}),
             ],

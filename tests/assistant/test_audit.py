@@ -15,6 +15,7 @@ from assistant.audit import (
     RequestMeta,
     audit_purge_expired,
     audit_record,
+    audit_redact_document,
     audit_verify,
 )
 from assistant.models import AuditEvent
@@ -129,6 +130,62 @@ def test_erasing_a_document_tombstones_its_entries_and_the_chain_still_verifies(
     assert erasure.actor == admin_user and erasure.payload["audit_entries_redacted"] == 1
     report = audit_verify()
     assert report.ok and report.redacted == 1
+
+
+# Payload shapes against whether they name or quote document 7, as the containment tests
+# `payload @> {"document_id": 7}` / `payload @> {"passages": [{"document_id": 7}]}` decide.
+DOCUMENT_REF_SHAPES = [
+    ({"document_id": 7}, True),
+    ({"document_id": 7.0}, True),
+    ({"passages": [{"document_id": 3}, {"document_id": 7, "page": 2}]}, True),
+    ({"passages": [{"document_id": 7e0}]}, True),
+    ({"document_id": 8, "passages": [{"document_id": 9}]}, False),
+    ({"document_id": "7"}, False),
+    ({"document_id": [7]}, False),
+    ({"passages": {"document_id": 7}}, False),
+    ({"passages": [[{"document_id": 7}]]}, False),
+    ({"passages": [{"document_id": [7]}, 7, "7", None]}, False),
+    ({"nested": {"document_id": 7}}, False),
+    ([{"document_id": 7}], False),
+    ({}, False),
+]
+
+
+@pytest.mark.parametrize(("payload", "names_it"), DOCUMENT_REF_SHAPES)
+def test_the_erasure_index_agrees_with_the_containment_tests(payload, names_it):
+    """attest_audit_document_refs (migration 0014) only narrows erasure's search: for every
+    payload shape, it holds the document exactly when the containment tests match it."""
+    text = json.dumps(payload)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT attest_audit_document_refs(%s::json) @> ARRAY[7::numeric],"
+            ' %s::jsonb @> \'{"document_id": 7}\' OR %s::jsonb @> \'{"passages": [{"document_id": 7}]}\'',
+            [text, text, text],
+        )
+        by_index, by_containment = cursor.fetchone()
+    assert by_containment is names_it
+    assert by_index is names_it
+
+
+def test_erasure_reads_the_document_refs_index_not_the_whole_trail(admin_user):
+    for n in range(30):
+        audit_record(event_type="document.uploaded", actor=admin_user, payload={"document_id": n})
+    quoting = audit_record(
+        event_type="question.answered",
+        actor=admin_user,
+        payload={"answer": "x", "passages": [{"document_id": 4, "text": "y"}]},
+    )
+    with connection.cursor() as cursor:
+        cursor.execute("SET LOCAL enable_seqscan = off")
+        cursor.execute(
+            "EXPLAIN SELECT id FROM assistant_auditevent WHERE NOT redacted"
+            " AND attest_audit_document_refs(payload) @> ARRAY[4::numeric]"
+        )
+        plan = "\n".join(row[0] for row in cursor.fetchall())
+    assert "audit_document_refs_gin" in plan, plan
+    assert audit_redact_document(document_id=4, reason="test") == 2
+    assert AuditEvent.objects.get(pk=quoting.pk).redacted
+    assert AuditEvent.objects.filter(redacted=True).count() == 2
 
 
 def test_legal_hold_blocks_erasure(admin_user):

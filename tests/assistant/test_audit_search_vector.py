@@ -137,6 +137,8 @@ def test_the_table_keeps_only_the_indexes_the_workspace_and_the_chain_use():
             "btree (event_type, id DESC)",
             # payload__answer_id= (migration 0012)
             "btree ((((payload -> 'answer_id'::text))::jsonb))",
+            # erasure: the documents a payload names or quotes (migration 0014)
+            "gin (attest_audit_document_refs(payload)) WITH (fastupdate=off)",
         ]
     )
 
