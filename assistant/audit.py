@@ -20,6 +20,7 @@ import multiprocessing
 import os
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
@@ -159,6 +160,9 @@ _APPEND_BATCH_EARLY_SQL = _APPEND_BATCH_SQL.replace(
 # A non-transactional WAL record flushed before the call returns (PostgreSQL 17 and later).
 _WAL_FLUSH_SQL = "SELECT pg_logical_emit_message(false, 'attest.audit', '', true)"
 _WAL_FLUSH_MIN_VERSION = 170000
+# Per database connection: whether committing early and flushing after is as durable as a
+# synchronous commit there (see may_commit_early).
+_early_commit_ok: weakref.WeakKeyDictionary[object, bool] = weakref.WeakKeyDictionary()
 _BATCH_KEYS = (
     "created_at", "event_type", "actor_id", "actor_username", "ip_address", "user_agent",
     "collection_id", "flagged", "summary", "search_text", "payload", "payload_hash",
@@ -243,6 +247,29 @@ def audit_record(
     return event
 
 
+def may_commit_early(db) -> bool:
+    """Whether a batch of appends on this connection may commit without waiting for its WAL
+    flush and flush after (the chain's lock is then free sooner; see _AppendBatcher).
+
+    Only where that flush is everything a synchronous commit would have waited for: PostgreSQL
+    17 or later (the flush is pg_logical_emit_message's), and no synchronous standby (a commit
+    would also wait for the standby to confirm, which a local flush does not). Asked once per
+    connection."""
+    db.ensure_connection()
+    ok = _early_commit_ok.get(db.connection)
+    if ok is None:
+        with db.wrap_database_errors, db.connection.cursor() as cursor:
+            cursor.execute("SELECT current_setting('synchronous_standby_names')")
+            standbys = cursor.fetchone()[0]
+        ok = early_commit_allowed(db.pg_version, standbys)
+        _early_commit_ok[db.connection] = ok
+    return ok
+
+
+def early_commit_allowed(pg_version: int, synchronous_standby_names: str) -> bool:
+    return pg_version >= _WAL_FLUSH_MIN_VERSION and not synchronous_standby_names.strip()
+
+
 def _append_one(db, params: tuple) -> tuple[int, int, str, str]:
     db.ensure_connection()
     db.validate_no_broken_transaction()
@@ -321,7 +348,9 @@ class _AppendBatcher:
     entries are appended one by one (each committed synchronously), so a bad entry fails
     alone. Between a batch's commit and its flush other sessions can read its entries; a
     crash then loses them (with nothing acknowledged), and only ever a tail of the trail,
-    never an entry in the middle; checkpoint_write flushes before it signs.
+    never an entry in the middle; checkpoint_write flushes before it signs. With a synchronous
+    standby configured (or before PostgreSQL 17) batches commit synchronously instead
+    (may_commit_early).
     """
 
     MAX_BATCH = 64
@@ -387,7 +416,7 @@ class _AppendBatcher:
     @staticmethod
     def _run(db, batch: list[_Pending], *, early: bool = True) -> bool:
         """Append the batch; True when it committed without waiting for its WAL flush."""
-        early = early and db.pg_version >= _WAL_FLUSH_MIN_VERSION
+        early = early and may_commit_early(db)
         try:
             rows = _append_many(db, [item.params for item in batch], early_commit=early)
         except DatabaseError:

@@ -230,3 +230,39 @@ def test_a_batch_appends_and_flushes_under_the_web_requests_database_role():
         row_security.reset()
     assert [r[1] for r in rows] == [0, 1, 2]
     assert audit_verify().ok
+
+
+def test_batches_commit_synchronously_before_postgresql_17_or_with_a_synchronous_standby():
+    """A local WAL flush is all a synchronous commit waits for only without synchronous
+    standbys (a commit would also wait for a standby's confirmation) and only where
+    pg_logical_emit_message can flush; the role web requests run as can read the setting."""
+    from ingest import row_security
+
+    assert audit.early_commit_allowed(180000, "")
+    assert audit.early_commit_allowed(170002, "  ")
+    assert not audit.early_commit_allowed(160004, "")
+    assert not audit.early_commit_allowed(180000, "FIRST 1 (standby1)")
+    row_security.apply(None)
+    try:
+        audit._early_commit_ok.clear()
+        assert audit.may_commit_early(connection) is (connection.pg_version >= 170000)
+    finally:
+        row_security.reset()
+
+
+def test_a_batch_commits_synchronously_when_early_commit_is_not_allowed(monkeypatch):
+    events: list[str] = []
+    real_many = audit._append_many
+    monkeypatch.setattr(audit, "may_commit_early", lambda db: False)
+    monkeypatch.setattr(
+        audit,
+        "_append_many",
+        lambda db, batch, **kw: (events.append(f"early={kw['early_commit']}"),
+                                 real_many(db, batch, **kw))[1],
+    )  # fmt: skip
+    monkeypatch.setattr(audit, "_wal_flush_on", lambda db: events.append("flush"))
+    batch = [audit._Pending(params) for params in _params(3)]
+    assert audit._AppendBatcher._run(connection, batch, early=True) is False
+    assert events == ["early=False"]
+    assert [item.row[1] for item in batch] == [0, 1, 2]
+    assert audit_verify().ok
