@@ -16,7 +16,8 @@ rather than queueing into a pending list that some later append, holding the cha
 would have to flush.
 
 Built CONCURRENTLY (this migration is not atomic) so that appends go on while an existing
-trail is indexed (about 9 µs per entry, about 10 s per million entries on the build machine).
+trail is indexed (about 5 s per million entries on the build machine); an invalid index left by
+a failed earlier build is dropped first, so running the migration again builds it.
 """
 
 from django.db import migrations
@@ -54,6 +55,19 @@ INDEX = (
 DROP_INDEX = "DROP INDEX CONCURRENTLY IF EXISTS audit_document_refs_gin;"
 
 
+def drop_invalid_index(apps, schema_editor) -> None:
+    """A concurrent build that failed (a deadlock, a cancelled upgrade) leaves an invalid index
+    behind, which IF NOT EXISTS would then keep for good: drop it so the build runs again."""
+    with schema_editor.connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT i.indisvalid FROM pg_index AS i JOIN pg_class AS c ON c.oid = i.indexrelid "
+            "WHERE c.relname = 'audit_document_refs_gin'"
+        )
+        row = cursor.fetchone()
+        if row is not None and not row[0]:
+            cursor.execute(DROP_INDEX)
+
+
 class Migration(migrations.Migration):
     atomic = False
 
@@ -63,5 +77,6 @@ class Migration(migrations.Migration):
 
     operations = [
         migrations.RunSQL(DOCUMENT_REFS, DROP_DOCUMENT_REFS),
+        migrations.RunPython(drop_invalid_index, migrations.RunPython.noop),
         migrations.RunSQL(INDEX, DROP_INDEX),
     ]

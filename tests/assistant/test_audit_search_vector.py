@@ -169,3 +169,37 @@ def test_the_migration_keeps_existing_vectors_and_goes_back_to_a_generated_colum
     assert _found("arbitration") == {before.id, between.id, after.id}
     assert _vectors_match_text()
     assert audit_verify().ok
+
+
+def _refs_index_valid() -> bool | None:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT i.indisvalid FROM pg_index AS i JOIN pg_class AS c ON c.oid = i.indexrelid "
+            "WHERE c.relname = 'audit_document_refs_gin'"
+        )
+        row = cursor.fetchone()
+    return None if row is None else row[0]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_failed_concurrent_build_of_the_erasure_index_is_rebuilt_when_migrating_again():
+    """CREATE INDEX CONCURRENTLY that fails leaves an invalid index; IF NOT EXISTS alone would
+    keep it for good, so migration 0014 drops an invalid one before building."""
+    import importlib
+
+    m0014 = importlib.import_module("assistant.migrations.0014_audit_document_refs_index")
+    audit_record(event_type="document.uploaded", payload={"document_id": 3})
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "UPDATE pg_index SET indisvalid = false "
+            "WHERE indexrelid = 'audit_document_refs_gin'::regclass"
+        )
+    assert _refs_index_valid() is False
+    with connection.schema_editor(atomic=False) as editor:
+        m0014.drop_invalid_index(None, editor)
+        assert _refs_index_valid() is None
+        editor.execute(m0014.INDEX)
+    assert _refs_index_valid() is True
+    with connection.schema_editor(atomic=False) as editor:
+        m0014.drop_invalid_index(None, editor)  # a valid index is kept
+    assert _refs_index_valid() is True
