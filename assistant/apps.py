@@ -10,7 +10,9 @@ class AssistantConfig(AppConfig):
         # receiving them is the one place the audit trail listens rather than being called.
         from django.contrib.auth import signals
 
-        from . import auth_audit, checks  # noqa: F401 - registers the deploy checks
+        # checks registers the deploy checks; celery loads the Celery app, so that tasks
+        # queued from this process (web, manage.py) use it.
+        from . import auth_audit, celery, checks  # noqa: F401
 
         signals.user_logged_in.connect(auth_audit.on_login, dispatch_uid="attest-login")
         signals.user_logged_out.connect(auth_audit.on_logout, dispatch_uid="attest-logout")
