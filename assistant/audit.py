@@ -254,7 +254,7 @@ def may_commit_early(db) -> bool:
     Only where that flush is everything a synchronous commit would have waited for: PostgreSQL
     17 or later (the flush is pg_logical_emit_message's), and no synchronous standby (a commit
     would also wait for the standby to confirm, which a local flush does not). Asked once per
-    connection."""
+    connection: a standby configured later counts from each connection's next reconnect."""
     db.ensure_connection()
     ok = _early_commit_ok.get(db.connection)
     if ok is None:
