@@ -65,3 +65,28 @@ def in_threads(target: Callable[[int], None], count: int) -> list[BaseException]
     for thread in threads:
         thread.join()
     return errors
+
+
+def assert_chain_and_tree(stored: list) -> Callable[[int, int], bytes]:
+    """The audit entries `stored`, in seq order from an empty trail, carry their own payload
+    hashes and chain from the genesis hash as the Python definitions say, and the stored tree
+    nodes are exactly the complete subtrees of the Merkle tree over them, with the same hashes.
+    Returns that tree's node getter, for further checks."""
+    from assistant import audit_tree, merkle
+    from assistant.audit import GENESIS_HASH, entry_hash_of, payload_hash_of
+    from assistant.models import AuditTreeNode
+
+    prev = GENESIS_HASH
+    for entry in stored:
+        assert entry.payload_hash == payload_hash_of(entry)
+        assert entry.prev_hash == prev
+        assert entry.entry_hash == entry_hash_of(prev, entry.payload_hash)
+        prev = entry.entry_hash
+    get = merkle.list_getter([audit_tree.leaf_of(e.payload_hash) for e in stored])
+    nodes = {(n.level, n.index): bytes(n.hash) for n in AuditTreeNode.objects.all()}
+    assert nodes.keys() == {
+        key for n in range(len(stored)) for key in merkle.complete_nodes_after_append(n)
+    }
+    for (level, index), h in nodes.items():
+        assert h == get(level, index), f"node {level}/{index}"
+    return get

@@ -12,14 +12,12 @@ from django.db import connection, connections
 
 from assistant import audit, audit_tree, checkpoints, merkle
 from assistant.audit import (
-    GENESIS_HASH,
     audit_record,
     audit_verify,
-    entry_hash_of,
     payload_hash_of,
 )
 from assistant.models import AuditEvent, AuditTreeNode
-from tests.factories import in_threads
+from tests.factories import assert_chain_and_tree, in_threads
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -105,18 +103,24 @@ def test_a_bad_entry_in_a_batch_fails_alone_and_the_others_land_in_order():
     assert audit_verify().ok
 
 
+def _record_batches(monkeypatch, events: list[str]) -> None:
+    """Note "early=True/False" in `events` for each batch statement, then run it."""
+    real_many = audit._append_many
+
+    def many(db, batch, **kwargs):
+        events.append(f"early={kwargs['early_commit']}")
+        return real_many(db, batch, **kwargs)
+
+    monkeypatch.setattr(audit, "_append_many", many)
+
+
 def test_a_lone_append_commits_synchronously_in_one_statement(monkeypatch):
     events: list[str] = []
-    real_many, real_flush = audit._append_many, audit._wal_flush_on
-    monkeypatch.setattr(
-        audit,
-        "_append_many",
-        lambda db, batch, **kw: (events.append(f"batch early={kw['early_commit']}"),
-                                 real_many(db, batch, **kw))[1],
-    )  # fmt: skip
+    real_flush = audit._wal_flush_on
+    _record_batches(monkeypatch, events)
     monkeypatch.setattr(audit, "_wal_flush_on", lambda db: (events.append("flush"), real_flush(db)))
     entry = audit_record(event_type="login", payload={"ok": True})
-    assert events == ["batch early=False"]
+    assert events == ["early=False"]
     assert AuditEvent.objects.get(id=entry.id).entry_hash == entry.entry_hash
 
 
@@ -193,19 +197,9 @@ def test_a_batch_from_an_empty_trail_computes_the_python_chain_and_tree_hashes()
     rows = audit._append_many(connection, _params(7))
     stored = list(AuditEvent.objects.order_by("seq"))
     assert [r[1] for r in rows] == [e.seq for e in stored] == list(range(7))
-    prev = GENESIS_HASH
     for row, entry in zip(rows, stored, strict=True):
         assert row == (entry.id, entry.seq, entry.prev_hash, entry.entry_hash)
-        assert entry.payload_hash == payload_hash_of(entry)
-        assert entry.prev_hash == prev
-        assert entry.entry_hash == entry_hash_of(prev, entry.payload_hash)
-        prev = entry.entry_hash
-    leaves = [audit_tree.leaf_of(e.payload_hash) for e in stored]
-    get = merkle.list_getter(leaves)
-    nodes = {(n.level, n.index): bytes(n.hash) for n in AuditTreeNode.objects.all()}
-    assert nodes.keys() == {k for n in range(7) for k in merkle.complete_nodes_after_append(n)}
-    for (level, index), h in nodes.items():
-        assert h == get(level, index)
+    get = assert_chain_and_tree(stored)
     assert audit_tree.tree_root(7) == merkle.root(get, 7)
     # The next entry, on its own, links to the batch's last.
     after = audit_record(event_type="login", payload={})
@@ -252,14 +246,8 @@ def test_batches_commit_synchronously_before_postgresql_17_or_with_a_synchronous
 
 def test_a_batch_commits_synchronously_when_early_commit_is_not_allowed(monkeypatch):
     events: list[str] = []
-    real_many = audit._append_many
     monkeypatch.setattr(audit, "may_commit_early", lambda db: False)
-    monkeypatch.setattr(
-        audit,
-        "_append_many",
-        lambda db, batch, **kw: (events.append(f"early={kw['early_commit']}"),
-                                 real_many(db, batch, **kw))[1],
-    )  # fmt: skip
+    _record_batches(monkeypatch, events)
     monkeypatch.setattr(audit, "_wal_flush_on", lambda db: events.append("flush"))
     batch = [audit._Pending(params) for params in _params(3)]
     assert audit._AppendBatcher._run(connection, batch, early=True) is False
