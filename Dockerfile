@@ -52,8 +52,12 @@ RUN python -c 'import tomllib; print("\n".join(tomllib.load(open("pyproject.toml
 # this source tree in /app (WORKDIR, first on sys.path): settings.py finds templates/ and
 # staticfiles/ relative to the package, and those live here, not in site-packages.
 COPY README.md manage.py ./
+COPY config/ config/
 COPY assistant/ assistant/
 COPY ingest/ ingest/
+COPY audit/ audit/
+COPY evaluation/ evaluation/
+COPY launcher/ launcher/
 COPY templates/ templates/
 RUN pip install --no-cache-dir ${TORCH_INDEX_URL:+--extra-index-url=$TORCH_INDEX_URL} . \
     && rm -rf build ./*.egg-info
@@ -68,5 +72,5 @@ USER attest
 VOLUME ["/data"]
 EXPOSE 8000
 
-CMD ["gunicorn", "assistant.wsgi:application", "--bind", "0.0.0.0:8000", "--workers", "3", \
+CMD ["gunicorn", "config.wsgi:application", "--bind", "0.0.0.0:8000", "--workers", "3", \
      "--threads", "4", "--reuse-port", "--timeout", "120", "--access-logfile", "-"]

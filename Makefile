@@ -24,7 +24,7 @@ $(BENCH_STAMP): $(STAMP)
 	@touch $(BENCH_STAMP)
 
 run: install
-	$(PY) -m assistant.launcher
+	$(PY) -m launcher
 
 # Debian's Chromium drives the browser tests; installed here when missing and we are root.
 browser-deps:

@@ -12,11 +12,10 @@ from django.db import transaction
 from django.urls import reverse
 from django.utils.html import format_html
 
+from audit.append import RequestMeta
 from ingest.models import Collection, CollectionGrant, Document
 
-from . import admin_actions
-from .audit import RequestMeta
-from .models import AuditEvent, ChainCheck
+from . import actions
 
 
 class GrantInline(admin.TabularInline):
@@ -42,7 +41,7 @@ class CollectionAdmin(admin.ModelAdmin):
         if not change:
             obj.created_by = request.user
         super().save_model(request, obj, form, change)
-        admin_actions.collection_saved(
+        actions.collection_saved(
             collection=obj,
             created=not change,
             changes={f: str(form.cleaned_data.get(f)) for f in form.changed_data},
@@ -52,7 +51,7 @@ class CollectionAdmin(admin.ModelAdmin):
 
     def delete_model(self, request, obj):
         try:
-            admin_actions.collection_delete(
+            actions.collection_delete(
                 collection=obj, user=request.user, meta=RequestMeta.from_request(request)
             )
         except PermissionDenied as exc:
@@ -71,7 +70,7 @@ class CollectionAdmin(admin.ModelAdmin):
         changes += [(g, "manage" if g.can_manage else "read") for g, _ in formset.changed_objects]
         changes += [(g, "none") for g in formset.deleted_objects]
         for grant, access in changes:
-            admin_actions.grant_recorded(
+            actions.grant_recorded(
                 collection=form.instance, group=grant.group, access=access,
                 user=request.user, meta=meta,
             )  # fmt: skip
@@ -97,7 +96,7 @@ class DocumentAdmin(admin.ModelAdmin):
     @admin.action(description="Re-ingest the selected documents")
     def reingest(self, request, queryset):
         queued = sum(
-            admin_actions.document_reingest(
+            actions.document_reingest(
                 document=document, user=request.user, meta=RequestMeta.from_request(request)
             )
             for document in queryset
@@ -106,7 +105,7 @@ class DocumentAdmin(admin.ModelAdmin):
 
     def delete_model(self, request, obj):
         try:
-            admin_actions.document_erase(
+            actions.document_erase(
                 document=obj, user=request.user, meta=RequestMeta.from_request(request)
             )
         except PermissionDenied as exc:
@@ -126,7 +125,7 @@ class AttestUserAdmin(UserAdmin):
 
     def delete_model(self, request, obj):
         with transaction.atomic():
-            admin_actions.user_deleted(
+            actions.user_deleted(
                 target=obj, user=request.user, meta=RequestMeta.from_request(request)
             )
             super().delete_model(request, obj)
@@ -139,38 +138,7 @@ class AttestUserAdmin(UserAdmin):
         before = list(form.instance.groups.values_list("name", flat=True)) if change else []
         super().save_related(request, form, formsets, change)
         after = list(form.instance.groups.values_list("name", flat=True))
-        admin_actions.roles_changed(
+        actions.roles_changed(
             target=form.instance, before=before, after=after, user=request.user,
             meta=RequestMeta.from_request(request),
         )  # fmt: skip
-
-
-@admin.register(AuditEvent)
-class AuditEventAdmin(admin.ModelAdmin):
-    """The audit trail is append-only: viewable here, never editable or deletable."""
-
-    list_display = ["id", "created_at", "event_type", "actor_username", "summary", "ip_address"]
-    list_display_links = ["id", "event_type"]
-    list_filter = ["event_type", "flagged", "redacted"]
-    search_fields = ["actor_username", "event_type", "summary"]
-    exclude = ["search_text"]
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
-
-
-@admin.register(ChainCheck)
-class ChainCheckAdmin(admin.ModelAdmin):
-    list_display = ["checked_at", "ok", "entries", "redacted", "first_broken_id", "seconds"]
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False

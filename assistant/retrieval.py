@@ -10,7 +10,7 @@ from django.conf import settings
 from ingest.embedding import get_embedder
 from ingest.selectors import ChunkHit, chunk_search
 
-from .generation import content_words
+from .text import content_words
 
 
 def retrieve(

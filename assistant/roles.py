@@ -12,7 +12,7 @@ ROLE_PERMISSIONS: dict[str, list[tuple[str, str]]] = {
     ]
     + [("ingest", "download_document"), ("assistant", "view_identifiers")],
     "user": [],
-    "compliance": [("assistant", "view_auditevent"), ("assistant", "review_audit")],
+    "compliance": [("audit", "view_auditevent"), ("audit", "review_audit")],
 }
 
 

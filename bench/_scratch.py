@@ -13,7 +13,7 @@ sys.path.insert(0, str(REPO))
 
 def setup_django(*, keep: bool = False) -> Path:
     """Start a scratch database unless DATABASE_URL is set, migrate, and set Django up."""
-    from assistant import embedded
+    from launcher import embedded
 
     root = Path(os.environ.get("BENCH_DIR") or tempfile.mkdtemp(prefix="attest-bench-"))
     root.mkdir(parents=True, exist_ok=True)
@@ -28,7 +28,7 @@ def setup_django(*, keep: bool = False) -> Path:
             import atexit
 
             atexit.unregister(server._cleanup)
-    os.environ["DJANGO_SETTINGS_MODULE"] = "assistant.settings"
+    os.environ["DJANGO_SETTINGS_MODULE"] = "config.settings"
     import django
     from django.core.management import call_command
 

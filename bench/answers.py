@@ -52,12 +52,12 @@ def decide(answer: str) -> str:
 def set_backend(name: str, base_url: str) -> None:
     from django.conf import settings
 
-    from assistant import generation
+    from assistant import llm
 
     settings.LLM_BACKEND = name
     settings.LLM_BASE_URL = base_url
     settings.LLM_MODEL = "gemma-3-270m"
-    generation.get_llm.cache_clear()
+    llm.get_llm.cache_clear()
 
 
 def ingest_texts(slug: str, items: list[tuple[str, str, str]]) -> dict[str, int]:
@@ -169,7 +169,7 @@ def main() -> None:
     parser.add_argument("--backends", default="llamacpp,extractive")
     args = parser.parse_args()
     root = setup_django()
-    from assistant import embedded
+    from launcher import embedded
 
     model = embedded.ensure_gguf(root / "models")
     proc, url = embedded.start_llm(

@@ -66,8 +66,8 @@ def bench_writers(writers: int, per_writer: int) -> None:
     answer records it: the chain's lock is held until the caller's COMMIT comes back)."""
     from django.db import connections, transaction
 
-    from assistant.audit import audit_record
-    from assistant.models import AuditEvent
+    from audit.append import audit_record
+    from audit.models import AuditEvent
 
     AuditEvent.objects.count()
     for mode in ("on its own", "in its action's transaction"):
@@ -109,7 +109,7 @@ def bench_tree_latency(appends: int = 400) -> None:
     statistics (track_functions) give its time in each append's transaction."""
     from django.db import connection, transaction
 
-    from assistant.audit import audit_record
+    from audit.append import audit_record
 
     with connection.cursor() as cursor:
         cursor.execute("SET track_functions = 'pl'")
@@ -142,7 +142,7 @@ def bench_tree_latency(appends: int = 400) -> None:
 
 def _frontier_at(size: int):
     """The stack of complete subtrees of the stored tree's first `size` leaves."""
-    from assistant import audit_tree
+    from audit import tree as audit_tree
 
     keys, start = [], 0
     for level in reversed(range(size.bit_length())):
@@ -158,9 +158,11 @@ def bulk_fill(target: int, checkpoint_every: int) -> None:
     tree, and leave a signed checkpoint every `checkpoint_every` entries."""
     from django.db import connection
 
-    from assistant import checkpoints, merkle
-    from assistant.audit import GENESIS_HASH, _canonical_document, _search_text, canonical_json
-    from assistant.models import AuditEvent
+    from audit import checkpoints, merkle
+    from audit.append import _search_text
+    from audit.canonical import GENESIS_HASH, canonical_json
+    from audit.canonical import canonical_document as _canonical_document
+    from audit.models import AuditEvent
 
     have = AuditEvent.objects.count()
     if have >= target:
@@ -253,9 +255,9 @@ def _load() -> str:
 def bench_verify(repeat: int) -> None:
     from django.conf import settings
 
-    from assistant import checkpoints
-    from assistant.audit import audit_verify
-    from assistant.checkpoint_verify import audit_verify_checkpoints
+    from audit import checkpoints
+    from audit.checkpoint_verify import audit_verify_checkpoints
+    from audit.verify import audit_verify
 
     public = checkpoints.load_signing_key().public_key()
     for _ in range(repeat):
@@ -276,8 +278,8 @@ def bench_receipts(samples: int = 200) -> None:
     """Receipt generation (proof from the stored tree) and offline verification."""
     from django.conf import settings
 
-    from assistant import checkpoints, receipts
-    from assistant.models import AuditEvent
+    from audit import checkpoints, receipts
+    from audit.models import AuditEvent
 
     checkpoints.checkpoint_write(force=True)
     size = AuditEvent.objects.count()
@@ -323,7 +325,7 @@ def bench_receipts(samples: int = 200) -> None:
 
 
 def bench_queries() -> None:
-    from assistant.compliance import AuditFilter, audit_page
+    from audit.compliance import AuditFilter, audit_page
 
     cases = {
         "newest page": AuditFilter(),
@@ -344,7 +346,7 @@ def bench_queries() -> None:
 
 
 def bench_dashboard() -> None:
-    from assistant.compliance import dashboard_series
+    from audit.compliance import dashboard_series
 
     times = []
     for _ in range(5):
@@ -381,7 +383,7 @@ def main() -> None:
     os.environ.setdefault("AUDIT_SIGNING_KEY_FILE", str(keys / "audit_ed25519"))
     os.environ.setdefault("AUDIT_CHECKPOINT_DIR", str(keys / "checkpoints"))
     setup_django()
-    from assistant import checkpoints
+    from audit import checkpoints
 
     if not (keys / checkpoints.KEY_FILE_NAME).exists():
         checkpoints.key_generate(directory=keys)

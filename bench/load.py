@@ -6,7 +6,7 @@
 Sets up a scratch embedded PostgreSQL and Redis (or DATABASE_URL / REDIS_URL), ingests CUAD
 contracts into one collection, creates N users granted that collection, each with an API
 token, then starts the production-style server exactly as `make run` does (gunicorn
-assistant.wsgi, --workers/--threads, LLM_BACKEND=extractive, DEBUG off) and runs N client
+config.wsgi, --workers/--threads, LLM_BACKEND=extractive, DEBUG off) and runs N client
 threads. Each user POSTs /api/v1/ask (JSON, the same answer path as the portal: retrieval,
 extractive answer, stored with citations, audited in the hash chain) in a closed loop with
 a think time between questions (uniform in 0.5-1.5 x `--think` seconds, users starting at
@@ -191,7 +191,7 @@ def main() -> int:
     os.environ.pop("LLM_BASE_URL", None)
     import tempfile
 
-    from assistant import embedded
+    from launcher import embedded
 
     if os.environ.get("BENCH_DIR"):
         root = Path(os.environ["BENCH_DIR"])
@@ -217,13 +217,13 @@ def main() -> int:
 
     port = embedded.free_port()
     env = dict(os.environ)
-    env.update(DEBUG="false", LLM_BACKEND="extractive", DJANGO_SETTINGS_MODULE="assistant.settings")
+    env.update(DEBUG="false", LLM_BACKEND="extractive", DJANGO_SETTINGS_MODULE="config.settings")
     if not args.keep_rate_limit:
         env["ASK_RATE_LIMIT"] = "0"
     log = root / "gunicorn.log"
     server = embedded.spawn(
         [
-            str(Path(sys.executable).parent / "gunicorn"), "assistant.wsgi:application",
+            str(Path(sys.executable).parent / "gunicorn"), "config.wsgi:application",
             "--bind", f"127.0.0.1:{port}", "--workers", str(args.workers),
             "--threads", str(args.threads), "--reuse-port", "--timeout", "180",
             "--chdir", str(REPO),

@@ -25,7 +25,7 @@ k passages that belong to the right patient (baseline: a passage's patient is th
 file's name ends with); per format, the search restricted to the patient's file of that format;
 mixed-patient answers when an answer's passages come from more than one patient. The recipe has
 no answer generator, so the baseline's answer is Attest's extractive backend
-(`generation.extractive_answer`, its default 3 sentences, the question as asked) over its top
+(`grounding.extractive_answer`, its default 3 sentences, the question as asked) over its top
 --answer-k passages: right when every gold item is in the quoted text, a refusal when it quotes
 nothing.
 """
@@ -69,7 +69,8 @@ def patient_of(key: str) -> str:
 def attest_run(*, queries, sources, ks, answer_k: int) -> tuple[dict, list[dict]]:
     from django.conf import settings
 
-    from assistant import benchmarks, records_eval
+    from evaluation import benchmarks
+    from evaluation import records as records_eval
     from ingest.models import Chunk
     from ingest.services import collection_get_or_create
 
@@ -140,7 +141,8 @@ def baseline_run(*, queries, collection_id, model, ks, answer_k: int):
     """Retrieve and answer every question the baseline's way; scored into a RecordsRun."""
     import _langchain
 
-    from assistant import generation, records_eval
+    from assistant import grounding, prompt
+    from evaluation import records as records_eval
 
     run = records_eval.RecordsRun(queries=len(queries))
     k_max = max(*ks, answer_k)
@@ -165,10 +167,10 @@ def baseline_run(*, queries, collection_id, model, ks, answer_k: int):
                     records_eval.hit_at(search(vector, {"key": key}), query.answers, patient, ks)
                 )
         top = hits[:answer_k]
-        text = generation.extractive_answer(
+        text = grounding.extractive_answer(
             question=query.query,
             passages=[
-                generation.Passage(
+                prompt.Passage(
                     n=n, document_name=Path(p.key).name, page=None, heading="", text=p.text
                 )
                 for n, p in enumerate(top, start=1)
@@ -290,7 +292,8 @@ def main() -> None:
     print(f"DATABASE_URL={os.environ['DATABASE_URL']} (scratch in {root})", file=sys.stderr)
     from django.conf import settings
 
-    from assistant import evaluation, records_eval
+    from evaluation import metrics as evaluation
+    from evaluation import records as records_eval
 
     ks = evaluation.parse_ks(args.k)
     queries = records_eval.load_records_benchmark(args.benchmark)[: args.limit]

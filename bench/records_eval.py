@@ -30,7 +30,7 @@ def main(argv: list[str]) -> None:
     print(f"DATABASE_URL={os.environ['DATABASE_URL']}", file=sys.stderr)
     proc = None
     if use_llm:
-        from assistant import embedded
+        from launcher import embedded
 
         model = embedded.ensure_gguf(root / "models")
         proc, url = embedded.start_llm(
@@ -53,7 +53,7 @@ def main(argv: list[str]) -> None:
         )
     finally:
         if proc is not None:
-            from assistant import embedded
+            from launcher import embedded
 
             embedded.stop(proc)
 

@@ -320,7 +320,7 @@ def main() -> None:
         rows = json.loads(args.load.read_text())
         os.environ.setdefault("SECRET_KEY", "bench-only-secret-key")
         os.environ.setdefault("DATABASE_URL", "postgres://unused/unused")
-        os.environ["DJANGO_SETTINGS_MODULE"] = "assistant.settings"
+        os.environ["DJANGO_SETTINGS_MODULE"] = "config.settings"
         import django
 
         django.setup()

@@ -11,13 +11,16 @@ archive with more than ZIP_MAX_ENTRIES entries is rejected whole.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import stat
 import zipfile
 import zlib
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import PurePosixPath
+
+from django.conf import settings
 
 ARCHIVE_EXTENSIONS = (".zip", ".7z", ".rar", ".tar", ".gz", ".tgz", ".bz2", ".xz")
 SKIPPED_PARTS = {"__MACOSX"}
@@ -184,3 +187,50 @@ def _ratio(ratio: float, limits: ArchiveLimits) -> str:
         f"it expands {ratio:.0f} times its compressed size, more than the "
         f"{limits.max_ratio:.0f} allowed (ZIP_MAX_RATIO); it looks like a zip bomb"
     )
+
+
+def archive_limits() -> ArchiveLimits:
+    """The limits of the settings (ZIP_MAX_ENTRIES, ZIP_MAX_TOTAL_BYTES, ZIP_MAX_RATIO and
+    UPLOAD_MAX_BYTES for each entry)."""
+    return ArchiveLimits(
+        max_entries=settings.ZIP_MAX_ENTRIES,
+        max_total_bytes=settings.ZIP_MAX_TOTAL_BYTES,
+        max_ratio=settings.ZIP_MAX_RATIO,
+        max_entry_bytes=settings.UPLOAD_MAX_BYTES,
+    )
+
+
+@dataclass(frozen=True)
+class UploadEntry:
+    """One file of an upload batch, after unpacking: `data` to store, or (data None) the
+    `error` that refused it and a `key` that names the refused input in its collection."""
+
+    name: str
+    path: str  # where it came from: a file path, or "archive.zip/inner/path"
+    data: bytes | None
+    error: str = ""
+    key: bytes = b""
+
+
+def upload_entries(
+    files: Iterable[tuple[str, bytes, str]], limits: ArchiveLimits | None = None
+) -> Iterator[UploadEntry]:
+    """The files `(name, data, source_path)` of an upload, each `.zip` among them unpacked
+    into its entries (one level). A refused entry, or a whole archive that cannot be read,
+    becomes an entry with its reason; the rest of the batch goes on."""
+    for name, data, source_path in files:
+        if not is_zip(name):
+            yield UploadEntry(name=name, path=source_path, data=data)
+            continue
+        label = source_path or name
+        archive_key = hashlib.sha256(data).digest()
+        try:
+            for entry in zip_entries(data, limits or archive_limits()):
+                path = f"{label}/{entry.path}"
+                if entry.data is None:
+                    key = archive_key + entry.path.encode()
+                    yield UploadEntry(entry.name, path, None, entry.error, key)
+                else:
+                    yield UploadEntry(entry.name, path, entry.data)
+        except ArchiveError as exc:
+            yield UploadEntry(name, label, None, str(exc), archive_key)

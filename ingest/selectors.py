@@ -63,6 +63,26 @@ def collection_list_managed(*, user) -> QuerySet[Collection]:
     return Collection.objects.filter(grants__group__user=user, grants__can_manage=True).distinct()
 
 
+def collection_may_manage(*, user, collection_id: int) -> bool:
+    """Whether `user` may upload to, cancel, re-ingest and erase in the collection."""
+    return collection_list_managed(user=user).filter(pk=collection_id).exists()
+
+
+def document_get(*, user, pk: int) -> Document:
+    """A document in a collection the user may read (else Document.DoesNotExist)."""
+    return Document.objects.select_related("collection", "parent").get(
+        pk=pk, collection__in=collection_list(user=user)
+    )
+
+
+def document_may_download(*, user, document: Document) -> bool:
+    """The original file is offered to holders of ingest.download_document and managers of
+    its collection."""
+    return user.has_perm("ingest.download_document") or collection_may_manage(
+        user=user, collection_id=document.collection_id
+    )
+
+
 def collection_get(*, user, slug: str) -> Collection:
     return collection_list(user=user).get(slug=slug)
 

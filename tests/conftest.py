@@ -15,7 +15,7 @@ from urllib.parse import quote, urlsplit, urlunsplit
 
 import pytest
 
-from assistant import embedded
+from launcher import embedded
 
 REPO = Path(__file__).resolve().parents[1]
 EVAL = REPO.parent / "shared" / "eval"
@@ -60,15 +60,15 @@ def llm_server(tmp_path_factory) -> str:
 @pytest.fixture
 def use_llamacpp(settings, llm_server):
     """Point generation at the real local llama.cpp server for one test."""
-    from assistant import generation
+    from assistant import llm
 
     settings.LLM_BACKEND = "llamacpp"
     settings.LLM_BASE_URL = llm_server
     settings.LLM_MODEL = embedded.DEFAULT_MODEL_ALIAS
     settings.LLM_TIMEOUT = 60.0
-    generation.get_llm.cache_clear()
+    llm.get_llm.cache_clear()
     yield llm_server
-    generation.get_llm.cache_clear()
+    llm.get_llm.cache_clear()
 
 
 def _test_database_url() -> str:
@@ -85,18 +85,18 @@ def start_worker(
     """Start a real Celery worker process (prefork, one child) on the test database and wait
     until it answers a ping. Stop it with `embedded.stop` (or kill its process group)."""
     env = dict(os.environ)
-    env.update(DATABASE_URL=_test_database_url(), DJANGO_SETTINGS_MODULE="assistant.settings")
+    env.update(DATABASE_URL=_test_database_url(), DJANGO_SETTINGS_MODULE="config.settings")
     env.update(env_extra or {})
     proc = embedded.spawn(
         [
-            str(Path(sys.executable).parent / "celery"), "-A", "assistant", "worker",
+            str(Path(sys.executable).parent / "celery"), "-A", "config", "worker",
             "--loglevel", "INFO", "--concurrency", "1", "--without-gossip", "--without-mingle",
             "-n", name, *(["-Q", queues] if queues else []),
         ],
         env=env,
         log=log,
     )  # fmt: skip
-    from assistant.celery import app
+    from config.celery import app
 
     deadline = time.monotonic() + 60
     while not app.control.ping(destination=[name], timeout=0.5):
@@ -159,7 +159,7 @@ def plain_user(django_user_model):
 def run_manage(*args: str, env: dict[str, str] | None = None, timeout: float = 300):
     """Run manage.py in a subprocess against the test database (as an operator would)."""
     full_env = dict(os.environ)
-    full_env.update(DATABASE_URL=_test_database_url(), DJANGO_SETTINGS_MODULE="assistant.settings")
+    full_env.update(DATABASE_URL=_test_database_url(), DJANGO_SETTINGS_MODULE="config.settings")
     full_env.update(env or {})
     return subprocess.run(
         [sys.executable, str(REPO / "manage.py"), *args],

@@ -72,9 +72,10 @@ def assert_chain_and_tree(stored: list) -> Callable[[int, int], bytes]:
     hashes and chain from the genesis hash as the Python definitions say, and the stored tree
     nodes are exactly the complete subtrees of the Merkle tree over them, with the same hashes.
     Returns that tree's node getter, for further checks."""
-    from assistant import audit_tree, merkle
-    from assistant.audit import GENESIS_HASH, entry_hash_of, payload_hash_of
-    from assistant.models import AuditTreeNode
+    from audit import merkle
+    from audit import tree as audit_tree
+    from audit.canonical import GENESIS_HASH, entry_hash_of, payload_hash_of
+    from audit.models import AuditTreeNode
 
     prev = GENESIS_HASH
     for entry in stored:

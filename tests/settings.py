@@ -12,7 +12,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from assistant import embedded
+from launcher import embedded
 
 _ROOT = Path(tempfile.mkdtemp(prefix="attest-test-"))
 # Registered first so it runs last (atexit is LIFO): after the servers below have stopped.
@@ -48,6 +48,6 @@ else:
     os.environ["REDIS_URL"] = _redis_url
     atexit.register(embedded.stop, _redis)
 
-from assistant.settings import *  # noqa: E402,F403
+from config.settings import *  # noqa: E402,F403
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # fast logins in tests

@@ -1,6 +1,6 @@
 """bench/records.py's LangChain baseline (issue 10) on a two-patient input: LangChain's own
 loaders and splitter, the real MiniLM model, the PGVector-style table in the test database,
-scored by assistant/records_eval.py."""
+scored by evaluation/records.py."""
 
 import importlib.util
 import json
@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from assistant import records_eval
+from evaluation import records as records_eval
 
 pytestmark = pytest.mark.django_db
 

@@ -35,7 +35,7 @@ def test_ingest_sync_then_ask_json(cuad_pdf, tmp_path):
         for d in report["documents"]
     )
 
-    from assistant.models import AuditEvent
+    from audit.models import AuditEvent
 
     uploads = AuditEvent.objects.filter(event_type="document.uploaded")
     assert uploads.count() == 3 and uploads.first().actor_username.startswith("cli:")

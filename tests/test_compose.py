@@ -17,7 +17,7 @@ import yaml
 REPO_ROOT = Path(__file__).resolve().parents[1]
 COMPOSE_FILE = REPO_ROOT / "docker-compose.yml"
 DOCKERFILE = REPO_ROOT / "Dockerfile"
-SETTINGS_FILE = REPO_ROOT / "assistant" / "settings.py"
+SETTINGS_FILE = REPO_ROOT / "config" / "settings.py"
 
 EXPECTED_SERVICES = {"db", "redis", "vllm", "migrate", "web", "worker", "beat"}
 APP_SERVICES = ("migrate", "web", "worker", "beat")
@@ -110,16 +110,16 @@ def test_every_web_env_variable_is_read_by_settings() -> None:
 
 
 def test_web_runs_gunicorn() -> None:
-    assert command_words(services()["web"])[:2] == ["gunicorn", "assistant.wsgi:application"]
+    assert command_words(services()["web"])[:2] == ["gunicorn", "config.wsgi:application"]
 
 
-def test_worker_runs_celery_worker_for_assistant_app() -> None:
-    assert " ".join(command_words(services()["worker"])).startswith("celery -A assistant worker")
+def test_worker_runs_celery_worker_for_the_project() -> None:
+    assert " ".join(command_words(services()["worker"])).startswith("celery -A config worker")
 
 
 def test_beat_queues_the_signed_audit_checkpoints() -> None:
     """Issue 9: one beat process schedules the checkpoint task the workers run."""
-    assert " ".join(command_words(services()["beat"])).startswith("celery -A assistant beat")
+    assert " ".join(command_words(services()["beat"])).startswith("celery -A config beat")
 
 
 def test_every_depends_on_target_is_a_defined_service() -> None:
@@ -146,7 +146,7 @@ def test_dockerfile_default_command_is_gunicorn() -> None:
     cmd = commands[-1]  # the last CMD is the one that counts
     if cmd.startswith("["):
         cmd = " ".join(json.loads(cmd))
-    assert "gunicorn assistant.wsgi" in cmd
+    assert "gunicorn config.wsgi" in cmd
 
 
 def test_image_installs_the_ocr_tools() -> None:

@@ -2,7 +2,7 @@
 CUAD contract in headless Chromium, a user asks, the citation names the right document and
 page; Ctrl-C (SIGINT) or SIGTERM then stops every process it started.
 
-The launcher is started exactly as `make run` starts it (`python -m assistant.launcher`), in a
+The launcher is started exactly as `make run` starts it (`python -m launcher`), in a
 fresh DATA_DIR, with no DATABASE_URL, REDIS_URL or LLM_BASE_URL: all embedded defaults.
 """
 
@@ -22,7 +22,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from assistant import embedded
+from launcher import embedded
 from tests import browser as browser_tools
 from tests.conftest import REPO
 
@@ -55,7 +55,7 @@ def _clean_env(data_dir: Path, port: int, **extra: str) -> dict[str, str]:
 def start_product(data_dir: Path, **extra: str) -> Product:
     port = embedded.free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "assistant.launcher"],
+        [sys.executable, "-m", "launcher"],
         cwd=REPO,
         env=_clean_env(data_dir, port, **extra),
         stdout=subprocess.PIPE,
@@ -199,7 +199,7 @@ def test_upload_a_real_contract_and_ask_in_the_browser(product, cuad_pdf, tmp_pa
             assert "page 5" in page.inner_text("#passage-info")
 
             # The exchange is in the audit trail, with the passages shown to the model.
-            page.goto(product.url + "/admin/assistant/auditevent/")
+            page.goto(product.url + "/admin/audit/auditevent/")
             page.click("text=question.answered")
             detail = page.inner_text("#content")
             assert "What discount does the distributor get" in detail

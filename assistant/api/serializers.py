@@ -6,11 +6,12 @@ from typing import Any
 
 from rest_framework import serializers
 
+from audit.models import AuditEvent
 from ingest.models import Collection, Document
+from ingest.redaction import redact as redact_text
+from ingest.redaction import redact_value
 
-from ..models import Answer, AuditEvent
-from ..redaction import redact as redact_text
-from ..redaction import redact_value
+from ..models import Answer
 
 
 class AskRequest(serializers.Serializer):
@@ -195,6 +196,6 @@ def document_data(document: Document) -> dict[str, Any]:
 
 
 def audit_data(event: AuditEvent, *, with_payload: bool) -> dict[str, Any]:
-    from ..compliance import event_row
+    from audit.compliance import event_row
 
     return event_row(event, with_payload=with_payload)

@@ -10,8 +10,10 @@ from datetime import timedelta
 from django.db import transaction
 from django.utils import timezone
 
-from ..audit import audit_record
-from ..models import ApiToken, AuditEvent
+from audit.append import audit_record
+from audit.models import AuditEvent
+
+from ..models import ApiToken
 
 KEY_PREFIX = "att_"
 

@@ -8,7 +8,6 @@ a 404, exactly as if it did not exist.
 from __future__ import annotations
 
 import json
-from datetime import datetime
 from typing import Any
 
 from django.conf import settings
@@ -22,14 +21,16 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from audit import compliance
+from audit.append import RequestMeta
+from audit.downloads import EXPORT_FORMATS, export_response
+from audit.models import AuditEvent
+from audit.views import PERMISSION as REVIEW_PERMISSION
 from ingest import row_security
 from ingest import selectors as ingest_selectors
+from ingest.redaction import must_redact, redact_row
 
-from .. import admin_actions, compliance, selectors, services, throttle
-from ..audit import RequestMeta, audit_record
-from ..compliance_views import PERMISSION as REVIEW_PERMISSION
-from ..models import AuditEvent
-from ..redaction import must_redact, redact_row
+from .. import actions, selectors, services, throttle
 from . import serializers as s
 
 ERRORS = {
@@ -57,10 +58,6 @@ def _collection(request: Request, slug: str):
         return ingest_selectors.collection_get(user=request.user, slug=slug)
     except ObjectDoesNotExist as exc:
         raise Http404(f"No collection {slug!r}.") from exc
-
-
-def _may_manage(user, collection) -> bool:
-    return ingest_selectors.collection_list_managed(user=user).filter(pk=collection.pk).exists()
 
 
 class AttestAPIView(APIView):
@@ -222,7 +219,9 @@ class CollectionDocumentsView(AttestAPIView):
     )
     def post(self, request: Request, slug: str):
         collection = _collection(request, slug)
-        if not _may_manage(request.user, collection):
+        if not ingest_selectors.collection_may_manage(
+            user=request.user, collection_id=collection.pk
+        ):
             raise exceptions.PermissionDenied(
                 f"You may read {collection.slug!r} but not upload to it (needs a manage grant)."
             )
@@ -234,7 +233,7 @@ class CollectionDocumentsView(AttestAPIView):
         _throttle(request, "upload", settings.UPLOAD_RATE_LIMIT, count=len(files))
         out = []
         for f in files:
-            document, created = admin_actions.document_upload(
+            document, created = actions.document_upload(
                 collection=collection,
                 name=f.name or "unnamed",
                 data=f.read(),
@@ -251,7 +250,7 @@ class DocumentDetailView(AttestAPIView):
     )
     def get(self, request: Request, pk: int):
         try:
-            document = selectors.document_get(user=request.user, pk=pk)
+            document = ingest_selectors.document_get(user=request.user, pk=pk)
         except ObjectDoesNotExist as exc:
             raise Http404(f"No document {pk}.") from exc
         return Response(s.document_data(document))
@@ -331,30 +330,14 @@ class AuditExportView(AttestAPIView):
     def get(self, request: Request):
         _reviewer(request)
         fmt = request.query_params.get("format") or "jsonl"
-        if fmt not in {"csv", "jsonl"}:
+        if fmt not in EXPORT_FORMATS:
             raise exceptions.ValidationError({"format": ["Use csv or jsonl."]})
-        filters = compliance.AuditFilter.from_params(request.query_params)
-        count = compliance.audit_query(filters=filters).count()
-        redact = request.query_params.get("redact") in {"1", "true", "on"} or must_redact(
-            request.user
-        )
-        audit_record(
-            event_type=AuditEvent.Type.AUDIT_EXPORTED,
-            actor=request.user,
+        return export_response(
+            filters=compliance.AuditFilter.from_params(request.query_params),
+            fmt=fmt,
+            redact=request.query_params.get("redact") in {"1", "true", "on"}
+            or must_redact(request.user),
+            user=request.user,
             meta=RequestMeta.from_request(request),
-            summary=f"Exported {count} entries as {fmt} (API)",
-            payload={
-                "format": fmt,
-                "filters": filters.as_dict(),
-                "entries": count,
-                "via": "api",
-                "redact": redact,
-            },
+            via="api",
         )
-        stamp = datetime.now().strftime("%Y%m%dT%H%M%S")
-        response = StreamingHttpResponse(
-            compliance.export_lines(filters=filters, fmt=fmt, redact=redact),
-            content_type="text/csv; charset=utf-8" if fmt == "csv" else "application/x-ndjson",
-        )
-        response["Content-Disposition"] = f'attachment; filename="attest-audit-{stamp}.{fmt}"'
-        return response

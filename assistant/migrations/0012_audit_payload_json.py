@@ -23,7 +23,7 @@ text that is not canonical.
 import orjson
 from django.db import migrations, models
 
-import assistant.fields
+import audit.fields
 
 BATCH = 10_000
 
@@ -168,7 +168,7 @@ class Migration(migrations.Migration):
                 migrations.AlterField(
                     model_name="auditevent",
                     name="payload",
-                    field=assistant.fields.JSONTextField(),
+                    field=audit.fields.JSONTextField(),
                 ),
             ],
             database_operations=[
@@ -180,7 +180,7 @@ class Migration(migrations.Migration):
         migrations.AddIndex(
             model_name="auditevent",
             index=models.Index(
-                assistant.fields.JSONKeyTransform("answer_id", "payload"),
+                audit.fields.JSONKeyTransform("answer_id", "payload"),
                 name="audit_answer_id_idx",
             ),
         ),

@@ -7,9 +7,10 @@ import json
 import pytest
 from django.core.management import call_command
 
-from assistant import generation
+from assistant import llm
 from assistant.api.tokens import token_create
-from assistant.models import ApiToken, AuditEvent, Question
+from assistant.models import ApiToken, Question
+from audit.models import AuditEvent
 from ingest.models import Document
 from tests.conftest import wait_for
 from tests.factories import grant, ingest_bytes, ingest_path, make_collection
@@ -24,9 +25,9 @@ def bearer(user) -> dict[str, str]:
 @pytest.fixture
 def extractive(settings):
     settings.LLM_BACKEND = "extractive"
-    generation.get_llm.cache_clear()
+    llm.get_llm.cache_clear()
     yield
-    generation.get_llm.cache_clear()
+    llm.get_llm.cache_clear()
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ import sys
 import pytest
 from django.core.management import CommandError, call_command
 
-from assistant.models import AuditEvent
+from audit.models import AuditEvent
 from ingest.models import CollectionGrant
 from tests.conftest import REPO
 from tests.factories import ingest_bytes, make_collection
@@ -27,7 +27,7 @@ def test_users_add_with_role_groups_and_password_from_stdin(monkeypatch, capsys,
     nora = django_user_model.objects.get(username="nora")
     assert nora.check_password("Very-Long-Passphrase-2026")
     assert sorted(nora.groups.values_list("name", flat=True)) == ["compliance", "nurses"]
-    assert nora.has_perm("assistant.review_audit")
+    assert nora.has_perm("audit.review_audit")
     assert "password:" not in capsys.readouterr().out
     event = AuditEvent.objects.get(event_type="role.changed")
     assert event.actor_username == "cli" and event.payload["after"] == ["compliance", "nurses"]
@@ -77,7 +77,7 @@ def test_every_response_carries_a_strict_content_security_policy(client, plain_u
 def test_check_deploy_is_clean_with_production_settings(tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "LLM_"))}
     env.update(
-        DJANGO_SETTINGS_MODULE="assistant.settings",
+        DJANGO_SETTINGS_MODULE="config.settings",
         DEBUG="false",
         HTTPS="true",
         SECRET_KEY=secrets.token_urlsafe(60),

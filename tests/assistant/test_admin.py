@@ -3,8 +3,8 @@
 import pytest
 from django.contrib.auth.models import Group
 
-from assistant.audit import audit_verify
-from assistant.models import AuditEvent
+from audit.models import AuditEvent
+from audit.verify import audit_verify
 from ingest.models import Collection, CollectionGrant
 
 pytestmark = pytest.mark.django_db

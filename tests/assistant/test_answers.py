@@ -6,9 +6,10 @@ import json
 import pytest
 from django.urls import reverse
 
-from assistant import generation
-from assistant.models import Answer, AuditEvent, Question
+from assistant import grounding, llm, prompt
+from assistant.models import Answer, Question
 from assistant.services import question_ask, question_ask_stream
+from audit.models import AuditEvent
 from tests.factories import grant, ingest_bytes, make_collection
 
 pytestmark = pytest.mark.django_db
@@ -61,7 +62,7 @@ def test_a_passage_that_gives_instructions_changes_nothing(
     settings.LLM_BACKEND = backend
     settings.LLM_BASE_URL = llm_server
     settings.LLM_MODEL = "gemma-3-270m"
-    generation.get_llm.cache_clear()
+    llm.get_llm.cache_clear()
     try:
         for question, expected in [
             ("What royalty does the licensee pay?", "seven percent"),
@@ -72,7 +73,7 @@ def test_a_passage_that_gives_instructions_changes_nothing(
             assert expected in answer.text.lower()
             assert any(c.cited for c in answer.citations.all())
     finally:
-        generation.get_llm.cache_clear()
+        llm.get_llm.cache_clear()
 
 
 def test_the_stream_endpoint_sends_passages_then_the_checked_answer(client, licence, plain_user):
@@ -108,7 +109,7 @@ def test_stopping_keeps_the_partial_answer_and_audits_it(licence, plain_user, us
 
 def test_follow_up_uses_the_previous_turn(licence, plain_user, settings):
     settings.LLM_BACKEND = "extractive"
-    generation.get_llm.cache_clear()
+    llm.get_llm.cache_clear()
     first = question_ask(
         user=plain_user, collection=licence, question="How long does the licence run?", k=2
     )
@@ -123,10 +124,10 @@ def test_follow_up_uses_the_previous_turn(licence, plain_user, settings):
     assert "renews" in follow.text
     event = AuditEvent.objects.get(payload__answer_id=follow.id)
     assert event.payload["follows_question_id"] == first.question_id
-    messages = generation.chat_messages(
+    messages = prompt.chat_messages(
         "And does it renew?",
-        [generation.Passage(n=1, document_name="d", page=1, heading="", text="x")],
-        [generation.Turn(question="How long?", answer="Five years [1].")],
+        [prompt.Passage(n=1, document_name="d", page=1, heading="", text="x")],
+        [prompt.Turn(question="How long?", answer="Five years [1].")],
     )
     assert [m["role"] for m in messages] == ["system", "user", "assistant", "user"]
 
@@ -180,13 +181,11 @@ def test_only_managers_download_originals_and_others_get_404(
 
 
 def test_citations_naming_no_passage_are_removed_and_flagged():
-    from assistant.services import _ground
-
     passages = [
-        generation.Passage(n=1, document_name="d", page=1, heading="", text="Rent is due monthly.")
+        prompt.Passage(n=1, document_name="d", page=1, heading="", text="Rent is due monthly.")
     ]
     removed: list[int] = []
-    text, cited = _ground("Rent is due monthly [1] [7].", passages, removed)
+    text, cited = grounding.attribute("Rent is due monthly [1] [7].", passages, removed)
     assert text == "Rent is due monthly [1]."
     assert cited == {1} and removed == [7]
 
@@ -204,7 +203,7 @@ def test_a_slow_model_server_gets_a_clear_message_within_the_timeout(licence, pl
     settings.LLM_BACKEND = "openai"
     settings.LLM_BASE_URL = f"http://127.0.0.1:{listener.getsockname()[1]}/v1"
     settings.LLM_TIMEOUT = 1.0
-    generation.get_llm.cache_clear()
+    llm.get_llm.cache_clear()
     try:
         started = __import__("time").monotonic()
         answer = question_ask(
@@ -212,7 +211,7 @@ def test_a_slow_model_server_gets_a_clear_message_within_the_timeout(licence, pl
         )
         elapsed = __import__("time").monotonic() - started
     finally:
-        generation.get_llm.cache_clear()
+        llm.get_llm.cache_clear()
         listener.close()
     assert elapsed < 10
     assert "did not answer within 1 s" in answer.fallback_reason
@@ -221,26 +220,27 @@ def test_a_slow_model_server_gets_a_clear_message_within_the_timeout(licence, pl
 
 
 def test_a_figure_the_cited_passages_do_not_hold_sends_the_answer_to_the_extractive_path():
-    from assistant.services import _Draft, _finish
+    from assistant.services import _finish
+    from assistant.storage import Draft
     from ingest.models import Collection
 
     passages = [
-        generation.Passage(
+        prompt.Passage(
             n=1,
             document_name="d",
             page=5,
             heading="",
             text="Lucid agrees to allow the Distributor a discount of thirty (30) per cent.",
         ),
-        generation.Passage(
+        prompt.Passage(
             n=2, document_name="d", page=3, heading="", text="Lucid may join sales meetings."
         ),
     ]
-    assert generation.unsupported_figures("A discount of 30% [1].", [passages[0].text]) == []
-    assert generation.unsupported_figures("10% [2]", [passages[1].text]) == ["10"]
-    assert generation.unsupported_figures("Fees of 1,200 [1]", ["fees of 1200"]) == []
+    assert grounding.unsupported_figures("A discount of 30% [1].", [passages[0].text]) == []
+    assert grounding.unsupported_figures("10% [2]", [passages[1].text]) == ["10"]
+    assert grounding.unsupported_figures("Fees of 1,200 [1]", ["fees of 1200"]) == []
 
-    draft = _Draft(text="10% [2]", backend="llamacpp")
+    draft = Draft(text="10% [2]", backend="llamacpp")
     question = "What discount does the distributor get?"
     _finish(draft, collection=Collection(name="c"), question=question, passages=passages)
     assert draft.backend == "extractive"

@@ -6,9 +6,9 @@ import sys
 
 import pytest
 
-from assistant.models import AuditEvent
-from assistant.oidc import AttestOIDCBackend
-from assistant.oidc_claims import claim_groups, parse_role_map, roles_from_claims
+from audit.models import AuditEvent
+from config.oidc import AttestOIDCBackend
+from config.oidc_claims import claim_groups, parse_role_map, roles_from_claims
 from tests.conftest import REPO
 
 ROLE_MAP = {"attest-admins": "admin", "Compliance Team": "compliance", "staff": "user"}
@@ -92,7 +92,7 @@ def test_sso_cannot_take_over_a_local_password_account(oidc_settings, django_use
 
 def _settings_in_subprocess(extra_env: dict[str, str]) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if not k.startswith("OIDC_")}
-    env.update(SECRET_KEY="x" * 50, DJANGO_SETTINGS_MODULE="assistant.settings", **extra_env)
+    env.update(SECRET_KEY="x" * 50, DJANGO_SETTINGS_MODULE="config.settings", **extra_env)
     code = (
         "from django.conf import settings as s;"
         "print(s.AUTHENTICATION_BACKENDS);"
@@ -120,7 +120,7 @@ def test_settings_wire_the_backend_only_when_configured():
     )
     assert on.returncode == 0, on.stderr
     assert on.stdout.splitlines() == [
-        "['assistant.oidc.AttestOIDCBackend', 'django.contrib.auth.backends.ModelBackend']",
+        "['config.oidc.AttestOIDCBackend', 'django.contrib.auth.backends.ModelBackend']",
         "True",
     ]
     missing = _settings_in_subprocess({"OIDC_RP_CLIENT_ID": "attest"})

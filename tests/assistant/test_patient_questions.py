@@ -9,11 +9,11 @@ import pytest
 from django.core.management import call_command
 from django.urls import reverse
 
-from assistant import generation
-from assistant.models import AuditEvent
+from assistant import llm
 from assistant.patients import patient_scope
 from assistant.retrieval import retrieve
 from assistant.services import question_ask
+from audit.models import AuditEvent
 from ingest.models import Chunk, Patient
 from tests.factories import ingest_bytes, ingest_path, make_collection
 
@@ -56,7 +56,7 @@ def bundle(given: str, family: str, birth: str, allergy: str) -> bytes:
 @pytest.fixture
 def records(settings):
     settings.LLM_BACKEND = "extractive"
-    generation.get_llm.cache_clear()
+    llm.get_llm.cache_clear()
     collection = make_collection("Ward records", "ward")
     for path in (f"fhir/{ABEL}.json", f"text/{ABEL}.txt", f"ccda/{LISANDRA}.xml"):
         found = RECORDS / path
@@ -65,7 +65,7 @@ def records(settings):
         document = ingest_path(collection, found)
         assert document.status == "ready", document.status_message
     yield collection
-    generation.get_llm.cache_clear()
+    llm.get_llm.cache_clear()
 
 
 def test_every_chunk_belongs_to_exactly_one_patient(records):
@@ -150,7 +150,7 @@ def test_answer_about_a_patient_is_audited_with_that_patient_and_exported(
 
 def test_an_ambiguous_name_gets_a_question_back_and_no_mixed_answer(admin_user, settings):
     settings.LLM_BACKEND = "extractive"
-    generation.get_llm.cache_clear()
+    llm.get_llm.cache_clear()
     collection = make_collection("Clinic", "clinic")
     ingest_bytes(collection, "lee.json", bundle("Ann", "Lee", "1980-01-01", "Peanut allergy"))
     ingest_bytes(collection, "kim.json", bundle("Ann", "Kim", "1990-05-06", "Latex allergy"))

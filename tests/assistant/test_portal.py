@@ -3,7 +3,7 @@
 import pytest
 from django.urls import reverse
 
-from assistant import generation
+from assistant import llm
 from ingest.models import Document
 from tests.factories import grant, ingest_path, make_collection
 
@@ -20,7 +20,7 @@ def test_ask_shows_the_answer_with_document_page_and_passage(
     client, plain_user, cuad_pdf, settings
 ):
     settings.LLM_BACKEND = "extractive"
-    generation.get_llm.cache_clear()
+    llm.get_llm.cache_clear()
     collection = make_collection("Contracts", "contracts")
     ingest_path(collection, cuad_pdf)
     grant(collection, plain_user)
@@ -71,7 +71,7 @@ def test_document_text_is_escaped_in_the_answer_page(client, plain_user, setting
     from tests.factories import ingest_bytes
 
     settings.LLM_BACKEND = "extractive"
-    generation.get_llm.cache_clear()
+    llm.get_llm.cache_clear()
     collection = make_collection("Notes", "notes")
     grant(collection, plain_user)
     ingest_bytes(
@@ -92,12 +92,13 @@ def test_document_text_is_escaped_in_the_answer_page(client, plain_user, setting
 
 
 def test_feedback_is_stored_and_audited(client, plain_user, settings):
-    from assistant.models import AuditEvent, Feedback
+    from assistant.models import Feedback
     from assistant.services import question_ask
+    from audit.models import AuditEvent
     from tests.factories import ingest_bytes
 
     settings.LLM_BACKEND = "extractive"
-    generation.get_llm.cache_clear()
+    llm.get_llm.cache_clear()
     collection = make_collection("Notes", "notes")
     grant(collection, plain_user)
     ingest_bytes(collection, "badges.txt", b"Staff must wear badges at all times on site.")
@@ -165,7 +166,7 @@ def test_multi_file_and_zip_upload_report_duplicates_and_refusals(client, admin_
 
 
 def test_manager_buttons_cancel_retry_and_need_manage_access(client, admin_user, plain_user):
-    from assistant.models import AuditEvent
+    from audit.models import AuditEvent
 
     collection = make_collection("Policies", "policies")
     grant(collection, plain_user)  # read only

@@ -7,11 +7,11 @@ from django.contrib.auth.models import Permission
 from django.core.management import call_command
 from django.urls import reverse
 
-from assistant import generation
+from assistant import llm
 from assistant.api.tokens import token_create
 from assistant.models import Citation
-from assistant.redaction import redact
 from ingest.models import Chunk
+from ingest.redaction import redact
 from tests.conftest import EVAL
 from tests.factories import grant, ingest_bytes, make_collection
 
@@ -71,13 +71,13 @@ def record() -> tuple[bytes, dict[str, str]]:
 def chart(db, record, plain_user, settings):
     settings.LLM_BACKEND = "extractive"
     settings.REDACT_IDENTIFIERS = True
-    generation.get_llm.cache_clear()
+    llm.get_llm.cache_clear()
     collection = make_collection("Charts", "charts")
     document = ingest_bytes(collection, "forest-conn.txt", record[0])
     assert document.status == "ready", document.status_message
     grant(collection, plain_user)
     yield document, record[1]
-    generation.get_llm.cache_clear()
+    llm.get_llm.cache_clear()
 
 
 QUESTION = "What is the home phone of patient Forest317 Conn188?"

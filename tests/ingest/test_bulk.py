@@ -5,8 +5,8 @@ import zipfile
 
 import pytest
 
-from assistant import admin_actions
-from assistant.models import AuditEvent
+from assistant import actions as admin_actions
+from audit.models import AuditEvent
 from ingest.archives import ArchiveLimits, zip_entries
 from ingest.models import Chunk, Document
 from ingest.services import document_ingest

@@ -5,9 +5,9 @@ import os
 
 import pytest
 
-from assistant import admin_actions
-from assistant.models import AuditEvent
+from assistant import actions as admin_actions
 from assistant.retrieval import retrieve
+from audit.models import AuditEvent
 from ingest.models import Chunk, Document
 from tests.factories import ingest_bytes, make_collection
 

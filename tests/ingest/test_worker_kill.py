@@ -67,7 +67,7 @@ def test_sigkill_mid_document_leaves_no_partial_chunks_and_it_is_redone(tmp_path
             message="the task was not delivered again to the new worker",
         )
     finally:
-        from assistant import embedded
+        from launcher import embedded
 
         embedded.stop(second, timeout=20)
     document.refresh_from_db()

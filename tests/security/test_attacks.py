@@ -13,7 +13,7 @@ from django.db import connection
 from django.test import Client
 from django.urls import reverse
 
-from assistant import generation
+from assistant import llm
 from assistant.api.tokens import token_create
 from assistant.models import Question
 from ingest.models import Document
@@ -25,9 +25,9 @@ pytestmark = pytest.mark.django_db
 @pytest.fixture(autouse=True)
 def extractive(settings):
     settings.LLM_BACKEND = "extractive"
-    generation.get_llm.cache_clear()
+    llm.get_llm.cache_clear()
     yield
-    generation.get_llm.cache_clear()
+    llm.get_llm.cache_clear()
 
 
 @pytest.fixture
@@ -71,8 +71,8 @@ def _parse(html: str) -> _Links:
         "/documents/1/download/../../../../etc/passwd",
         "/documents/..%2f..%2fsettings.py/",
         "/media/originals/1/ab/abc",
-        "/static/../assistant/settings.py",
-        "/static/%2e%2e/assistant/settings.py",
+        "/static/../config/settings.py",
+        "/static/%2e%2e/config/settings.py",
         "/api/v1/documents/..%2f..%2fetc%2fpasswd",
         "/api/v1/collections/..%2fsecret/documents",
     ],

@@ -11,11 +11,11 @@ from django.contrib.auth import get_user_model
 from django.core.exceptions import ObjectDoesNotExist
 from django.core.management.base import BaseCommand, CommandError
 
-from assistant.models import AuditEvent
-from assistant.redaction import must_redact, redact
 from assistant.selectors import default_k
 from assistant.services import question_ask
+from audit.models import AuditEvent
 from ingest.models import Collection
+from ingest.redaction import must_redact, redact
 from ingest.selectors import collection_get
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.contrib.auth.models import Group
 from django.core.management.base import BaseCommand, CommandError
 
-from assistant.admin_actions import grant_set
+from assistant.actions import grant_set
 from ingest.models import Collection
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
-from assistant.admin_actions import UploadOutcome, collection_saved, documents_upload
+from assistant.actions import UploadOutcome, collection_saved, documents_upload
 from ingest.models import Collection, Document
 from ingest.services import collection_get_or_create, documents_ingest
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.core.management.base import BaseCommand
 
-from assistant.admin_actions import grant_set
+from assistant.actions import grant_set
 
 from .grant import collection_and_group
 

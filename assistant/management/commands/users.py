@@ -19,7 +19,7 @@ from django.core.exceptions import ObjectDoesNotExist, ValidationError
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
-from assistant.admin_actions import roles_changed
+from assistant.actions import roles_changed
 from assistant.roles import roles_ensure
 
 

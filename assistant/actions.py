@@ -1,0 +1,407 @@
+"""Audited actions: what users and administrators do, each with its audit entry.
+
+Each function performs one ingest (or auth) service and records its audit entry in the same
+transaction (`audit.append.audited`): no action without its entry. Views, the API, the Django
+admin and management commands call these. `user` is who acts (None for a command's operator,
+named by `actor_name`), `meta` where the request came from.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from django.core.exceptions import PermissionDenied
+
+from audit.append import Actor, RequestMeta, audited
+from audit.erasure import audit_redact_document
+from audit.models import AuditEvent
+from ingest import services as ingest_services
+from ingest.archives import upload_entries
+from ingest.models import Collection, CollectionGrant, Document
+
+from .models import Answer, Feedback
+
+if TYPE_CHECKING:
+    from django.contrib.auth.models import Group, User
+
+
+def document_upload(
+    *,
+    collection: Collection,
+    name: str,
+    data: bytes,
+    user: User | None = None,
+    meta: RequestMeta | None = None,
+    source_path: str = "",
+    enqueue: bool = True,
+    actor_name: str = "",
+) -> tuple[Document, bool]:
+    """Store one file and queue it for ingestion; (document, False) for a duplicate."""
+    with audited(user=user, meta=meta, name=actor_name) as actor:
+        document, created = ingest_services.document_create(
+            collection=collection, name=name, data=data, user=user,
+            source_path=source_path, enqueue=enqueue,
+        )  # fmt: skip
+        if created:
+            actor.record(
+                AuditEvent.Type.DOCUMENT_UPLOADED,
+                collection_id=collection.id,
+                summary=f"Uploaded {document.name}",
+                payload=_document_payload(
+                    collection, document, "sha256", "size", "status", "status_message"
+                ),
+            )
+    return document, created
+
+
+def document_rejected(
+    *,
+    collection: Collection,
+    name: str,
+    reason: str,
+    key: bytes,
+    source_path: str = "",
+    user: User | None = None,
+    meta: RequestMeta | None = None,
+    actor_name: str = "",
+) -> tuple[Document, bool]:
+    """Record an input refused before storing (a hostile archive entry) as a failed document."""
+    with audited(user=user, meta=meta, name=actor_name) as actor:
+        document, created = ingest_services.document_reject(
+            collection=collection, name=name, reason=reason, key=key,
+            source_path=source_path, user=user,
+        )  # fmt: skip
+        if created:
+            actor.record(
+                AuditEvent.Type.DOCUMENT_REJECTED,
+                collection_id=collection.id,
+                summary=f"Refused {document.name}",
+                payload={
+                    **_document_payload(collection, document, "source_path"),
+                    "status_message": reason,
+                },
+            )
+    return document, created
+
+
+def _document_payload(collection: Collection, document: Document, *fields: str) -> dict[str, Any]:
+    """What an upload entry says of its document: collection, id, name and `fields`."""
+    return {
+        "collection": collection.slug,
+        "document_id": document.id,
+        "name": document.name,
+        **{name: getattr(document, name) for name in fields},
+    }
+
+
+@dataclass(frozen=True)
+class UploadOutcome:
+    """What became of one uploaded file (or archive entry)."""
+
+    name: str
+    path: str  # where it came from: a file path, or "archive.zip/inner/path"
+    status: str  # the document's status, or "duplicate"
+    error: str
+    document: Document | None
+
+
+def documents_upload(
+    *,
+    collection: Collection,
+    files: Iterable[tuple[str, bytes, str]],
+    user: User | None = None,
+    meta: RequestMeta | None = None,
+    enqueue: bool = True,
+    actor_name: str = "",
+) -> list[UploadOutcome]:
+    """Store a batch of files `(name, data, source_path)`; `.zip` files are unpacked
+    (ingest.archives.upload_entries) and each entry stored on its own. Every input ends as one
+    outcome: queued (or failed at once, with the reason), or a duplicate of a document already
+    in the collection. A bad file or entry never stops the rest of the batch."""
+    outcomes: list[UploadOutcome] = []
+    who: dict[str, Any] = {"user": user, "meta": meta, "actor_name": actor_name}
+    for entry in upload_entries(files):
+        if entry.data is None:
+            document, created = document_rejected(
+                collection=collection, name=entry.name, reason=entry.error, key=entry.key,
+                source_path=entry.path, **who,
+            )  # fmt: skip
+        else:
+            document, created = document_upload(
+                collection=collection, name=entry.name, data=entry.data,
+                source_path=entry.path, enqueue=enqueue, **who,
+            )  # fmt: skip
+        outcomes.append(_outcome(entry.name, entry.path, document, duplicate=not created))
+    return outcomes
+
+
+def _outcome(name: str, path: str, document: Document, *, duplicate: bool) -> UploadOutcome:
+    return UploadOutcome(
+        name=document.name if not duplicate else name,
+        path=path,
+        status="duplicate" if duplicate else document.status,
+        error=(
+            f"The same content is already in this collection as {document.name}."
+            if duplicate
+            else (document.status_message if document.status == "failed" else "")
+        ),
+        document=document,
+    )
+
+
+def document_cancel(
+    *, document: Document, user: User | None = None, meta: RequestMeta | None = None
+) -> bool:
+    """Cancel a queued document (audited). Returns False if it was no longer queued."""
+    with audited(user=user, meta=meta) as actor:
+        if not ingest_services.document_cancel(document=document):
+            return False
+        actor.record(
+            AuditEvent.Type.DOCUMENTS_CANCELLED,
+            collection_id=document.collection_id,
+            summary=f"Cancelled {document.name}",
+            payload={"document_ids": [document.id], "names": [document.name]},
+        )
+    return True
+
+
+def collection_cancel(
+    *,
+    collection: Collection,
+    user: User | None = None,
+    meta: RequestMeta | None = None,
+    actor_name: str = "",
+) -> int:
+    """Cancel every queued document of a collection (audited). Returns how many."""
+    with audited(user=user, meta=meta, name=actor_name) as actor:
+        ids = ingest_services.collection_cancel(collection=collection)
+        if ids:
+            actor.record(
+                AuditEvent.Type.DOCUMENTS_CANCELLED,
+                collection_id=collection.id,
+                summary=f"Cancelled {len(ids)} queued document(s) in {collection.name}",
+                payload={"collection": collection.slug, "document_ids": ids},
+            )
+    return len(ids)
+
+
+def collection_reingest(
+    *,
+    collection: Collection,
+    user: User | None = None,
+    meta: RequestMeta | None = None,
+    actor_name: str = "",
+) -> int:
+    """Queue every stored document of a collection again (audited). Returns how many."""
+    with audited(user=user, meta=meta, name=actor_name) as actor:
+        ids = ingest_services.collection_reingest(collection=collection)
+        actor.record(
+            AuditEvent.Type.COLLECTION_REINGESTED,
+            collection_id=collection.id,
+            summary=f"Re-ingest {len(ids)} document(s) of {collection.name}",
+            payload={"collection": collection.slug, "document_ids": ids},
+        )
+    return len(ids)
+
+
+def document_reingest(
+    *, document: Document, user: User | None = None, meta: RequestMeta | None = None
+) -> bool:
+    """Queue one document again (retry a failed one); audited. False if it cannot be."""
+    with audited(user=user, meta=meta) as actor:
+        if not ingest_services.document_reingest(document=document):
+            return False
+        actor.record(
+            AuditEvent.Type.DOCUMENT_REINGESTED,
+            collection_id=document.collection_id,
+            summary=f"Re-ingest {document.name}",
+            payload={"document_id": document.id, "name": document.name, "sha256": document.sha256},
+        )
+    return True
+
+
+def _refuse_under_legal_hold(collection: Collection) -> None:
+    if collection.legal_hold:
+        raise PermissionDenied(f"{collection.name} is under legal hold: nothing may be erased.")
+
+
+def document_erase(
+    *,
+    document: Document,
+    user: User | None = None,
+    meta: RequestMeta | None = None,
+    reason: str = "",
+) -> int:
+    """Delete a document with its chunks, vectors and file, and tombstone the audit entries
+    that quote it (their hashes stay, so the chain still verifies). Refused under legal hold.
+    Returns how many audit entries were redacted."""
+    collection = document.collection
+    _refuse_under_legal_hold(collection)
+    with audited(user=user, meta=meta) as actor:
+        document_id, name, sha = document.id, document.name, document.sha256
+        ingest_services.document_delete(document=document)
+        redacted = audit_redact_document(
+            document_id=document_id, reason=f"document {document_id} erased"
+        )
+        actor.record(
+            AuditEvent.Type.DOCUMENT_ERASED,
+            collection_id=collection.id,
+            summary=f"Erased {name}",
+            # The erasure record names the file only by its hash and id.
+            payload={
+                "document_id_erased": document_id,
+                "sha256": sha,
+                "reason": reason,
+                "audit_entries_redacted": redacted,
+            },
+        )
+    return redacted
+
+
+def collection_delete(
+    *, collection: Collection, user: User | None = None, meta: RequestMeta | None = None
+) -> int:
+    """Erase every document of the collection (files, chunks, vectors, quoting audit entries
+    tombstoned), then the collection itself. Refused under legal hold."""
+    _refuse_under_legal_hold(collection)
+    with audited(user=user, meta=meta) as actor:
+        redacted = 0
+        documents = list(collection.documents.all())
+        for document in documents:
+            redacted += document_erase(
+                document=document, user=user, meta=meta, reason="collection deleted"
+            )
+        collection_id, slug, name = collection.id, collection.slug, collection.name
+        collection.delete()
+        actor.record(
+            AuditEvent.Type.COLLECTION_DELETED,
+            collection_id=collection_id,
+            summary=f"Deleted collection {name}",
+            payload={"slug": slug, "name": name, "documents": len(documents)},
+        )
+    return redacted
+
+
+def collection_saved(
+    *,
+    collection: Collection,
+    created: bool,
+    changes: dict[str, Any],
+    user: User | None = None,
+    meta: RequestMeta | None = None,
+    actor_name: str = "",
+) -> None:
+    """Audit a collection created or changed (in the caller's transaction, if any)."""
+    Actor(user=user, meta=meta, name=actor_name).record(
+        AuditEvent.Type.COLLECTION_CREATED if created else AuditEvent.Type.COLLECTION_CHANGED,
+        collection_id=collection.id,
+        summary=f"{'Created' if created else 'Changed'} collection {collection.name}",
+        payload={"slug": collection.slug, "name": collection.name, "changes": changes},
+    )
+
+
+def grant_set(
+    *,
+    collection: Collection,
+    group: Group,
+    can_manage: bool | None,
+    user: User | None = None,
+    meta: RequestMeta | None = None,
+    actor_name: str = "",
+) -> None:
+    """Grant (read, or manage) a collection to a group; `can_manage=None` revokes."""
+    with audited(user=user, meta=meta, name=actor_name):
+        if can_manage is None:
+            CollectionGrant.objects.filter(collection=collection, group=group).delete()
+            access = "none"
+        else:
+            CollectionGrant.objects.update_or_create(
+                collection=collection, group=group, defaults={"can_manage": can_manage}
+            )
+            access = "manage" if can_manage else "read"
+        grant_recorded(
+            collection=collection, group=group, access=access, user=user, meta=meta,
+            actor_name=actor_name,
+        )  # fmt: skip
+
+
+def grant_recorded(
+    *,
+    collection: Collection,
+    group: Group,
+    access: str,
+    user: User | None = None,
+    meta: RequestMeta | None = None,
+    actor_name: str = "",
+) -> None:
+    """Audit a grant change made elsewhere in the same transaction (e.g. the admin inline)."""
+    Actor(user=user, meta=meta, name=actor_name).record(
+        AuditEvent.Type.GRANT_CHANGED,
+        collection_id=collection.id,
+        summary=f"{group.name}: {access} on {collection.slug}",
+        payload={"collection": collection.slug, "group": group.name, "access": access},
+    )
+
+
+def roles_changed(
+    *,
+    target: User,
+    before: list[str],
+    after: list[str],
+    user: User | None = None,
+    meta: RequestMeta | None = None,
+    actor_name: str = "",
+) -> None:
+    """Audit a change of a user's groups (roles); nothing when they are the same."""
+    if sorted(before) == sorted(after):
+        return
+    Actor(user=user, meta=meta, name=actor_name).record(
+        AuditEvent.Type.ROLE_CHANGED,
+        summary=f"Groups of {target.username}: {', '.join(sorted(after)) or 'none'}",
+        payload={
+            "user": target.username,
+            "user_id": target.id,
+            "before": sorted(before),
+            "after": sorted(after),
+        },
+    )
+
+
+def user_deleted(
+    *, target: User, user: User | None = None, meta: RequestMeta | None = None
+) -> None:
+    """Audit a user deleted in the caller's transaction (the admin)."""
+    Actor(user=user, meta=meta).record(
+        AuditEvent.Type.USER_DELETED,
+        summary=f"Deleted user {target.username}",
+        payload={"user": target.username, "user_id": target.id},
+    )
+
+
+def feedback_create(
+    *,
+    answer: Answer,
+    user: User | None,
+    helpful: bool,
+    comment: str,
+    meta: RequestMeta | None = None,
+) -> Feedback:
+    """Store a user's feedback on an answer, with its audit entry."""
+    with audited(user=user, meta=meta) as actor:
+        feedback = Feedback.objects.create(
+            answer=answer, user=user, helpful=helpful, comment=comment.strip()[:2000]
+        )
+        actor.record(
+            AuditEvent.Type.FEEDBACK,
+            collection_id=answer.question.collection_id,
+            summary=f"{'Helpful' if helpful else 'Not helpful'}: {answer.question.text}",
+            payload={
+                "answer_id": answer.id,
+                "question_id": answer.question_id,
+                "helpful": helpful,
+                "comment": feedback.comment,
+            },
+        )
+    return feedback

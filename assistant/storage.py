@@ -1,0 +1,188 @@
+"""Storing an answer: the question, the answer, its citations and its audit entry, in one
+transaction, so that no answer exists without the entry that records it."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+
+from audit.append import audit_record
+from audit.models import AuditEvent
+
+from . import grounding, prompt
+from .models import Answer, Citation, Question
+from .retrieval import Evidence
+
+
+def generation_parameters(*, k: int) -> dict[str, Any]:
+    """The settings that shaped an answer, recorded with it."""
+    return {
+        "k": k,
+        "llm_backend": settings.LLM_BACKEND,
+        "llm_model": settings.LLM_MODEL,
+        "temperature": settings.LLM_TEMPERATURE,
+        "max_tokens": settings.LLM_MAX_TOKENS,
+        "retrieval_candidates": settings.RETRIEVAL_CANDIDATES,
+        "retrieval_rrf_k": settings.RETRIEVAL_RRF_K,
+        "retrieval_min_similarity": settings.RETRIEVAL_MIN_SIMILARITY,
+        "gate_min_similarity": settings.GATE_MIN_SIMILARITY,
+        "gate_min_coverage": settings.GATE_MIN_COVERAGE,
+        "gate_min_text_match": settings.GATE_MIN_TEXT_MATCH,
+        "chunk_size": settings.CHUNK_SIZE,
+        "chunk_overlap": settings.CHUNK_OVERLAP,
+        "embedding_model": settings.EMBEDDING_MODEL or "sentence-transformers/all-MiniLM-L6-v2",
+        "patient_answers": settings.PATIENT_ANSWERS,
+    }
+
+
+@dataclass
+class Draft:
+    """What one answer becomes while it is produced; stored once at the end."""
+
+    text: str = ""
+    backend: str = "extractive"
+    model: str = ""
+    refused: bool = False
+    stopped: bool = False
+    cited: set[int] = field(default_factory=set)
+    fallback_reason: str = ""
+    model_error: str = ""
+    streamed: list[str] = field(default_factory=list)
+    removed_citations: list[int] = field(default_factory=list)
+    patient_scope: list[int] = field(default_factory=list)  # patients the question named
+    # A patient's record answers list questions (allergies, current medications) line by line.
+    max_sentences: int = 3
+    extractive_question: str = ""
+    evidence: Evidence | None = None  # the refusal gate's signals, kept in the audit entry
+
+
+def answer_store(
+    draft: Draft, user, collection, question, k, meta, follows, relevant, passages, started
+):
+    unsupported: list[dict[str, object]] = []
+    if not draft.refused and draft.backend not in {"extractive", "none"} and draft.text:
+        unsupported = grounding.unsupported_sentences(
+            draft.text, passages, threshold=settings.SUPPORT_THRESHOLD
+        )
+    latency_ms = int((time.monotonic() - started) * 1000)
+    with transaction.atomic():
+        q = Question.objects.create(
+            user=user if user is not None and user.is_authenticated else None,
+            collection=collection,
+            text=question,
+            follows=follows,
+        )
+        answer = Answer.objects.create(
+            question=q,
+            text=draft.text,
+            refused=draft.refused,
+            stopped=draft.stopped,
+            backend=draft.backend,
+            model=draft.model,
+            fallback_reason=draft.fallback_reason,
+            latency_ms=latency_ms,
+            unsupported=unsupported,
+            removed_citations=draft.removed_citations,
+        )
+        citations = Citation.objects.bulk_create(
+            [
+                Citation(
+                    answer=answer,
+                    n=p.n,
+                    chunk_id=h.chunk_id,
+                    document_id=h.document_id,
+                    document_name=h.document_name,
+                    page=h.page,
+                    heading=h.heading[:500],
+                    start=h.start,
+                    end=h.end,
+                    text=h.text,
+                    score=h.score,
+                    cited=p.n in draft.cited,
+                )
+                for p, h in zip(passages, relevant, strict=True)
+            ]
+        )
+        if draft.model_error:
+            audit_record(
+                event_type=AuditEvent.Type.MODEL_FAILED,
+                actor=user,
+                meta=meta,
+                collection_id=collection.id,
+                summary=f"Model failed: {draft.model_error}"[:300],
+                payload={
+                    "question_id": q.id,
+                    "backend": settings.LLM_BACKEND,
+                    "model": settings.LLM_MODEL,
+                    "base_url": settings.LLM_BASE_URL,
+                    "error": draft.model_error,
+                },
+            )
+        answer.audit_event = audit_record(
+            event_type=(
+                AuditEvent.Type.QUESTION_REFUSED
+                if draft.refused
+                else AuditEvent.Type.QUESTION_ANSWERED
+            ),
+            actor=user,
+            meta=meta,
+            collection_id=collection.id,
+            flagged=draft.refused or bool(unsupported) or bool(draft.removed_citations),
+            summary=question,
+            payload={
+                "question_id": q.id,
+                "answer_id": answer.id,
+                "follows_question_id": follows.id if follows else None,
+                "collection": {"id": collection.id, "slug": collection.slug},
+                "question": question,
+                "answer": draft.text,
+                "refused": draft.refused,
+                "stopped": draft.stopped,
+                "backend": draft.backend,
+                "model": draft.model,
+                "prompt_version": prompt.PROMPT_VERSION,
+                "parameters": generation_parameters(k=k),
+                "fallback_reason": draft.fallback_reason,
+                "unsupported_sentences": unsupported,
+                "removed_citations": draft.removed_citations,
+                "latency_ms": latency_ms,
+                "evidence": (
+                    {k: round(v, 4) for k, v in asdict(draft.evidence).items()}
+                    if draft.evidence
+                    else None
+                ),
+                # Accounting of access (issue 10): whose records the passages came from.
+                "patient_ids": sorted({h.patient_id for h in relevant if h.patient_id}),
+                "patients_named": draft.patient_scope,
+                "passages": [
+                    {
+                        "n": c.n,
+                        "chunk_id": c.chunk_id,
+                        "document_id": c.document_id,
+                        "document": c.document_name,
+                        "document_sha256": h.document_sha256,
+                        "page": c.page,
+                        "heading": c.heading,
+                        "start": c.start,
+                        "end": c.end,
+                        "score": c.score,
+                        "similarity": h.similarity,
+                        "text_rank": h.text_rank,
+                        "cited": c.cited,
+                        "text": c.text,
+                        "text_sha256": hashlib.sha256(c.text.encode("utf-8")).hexdigest(),
+                        "patient_id": h.patient_id,
+                        "sources": list(h.sources),
+                    }
+                    for c, h in zip(citations, relevant, strict=True)
+                ],
+            },
+        )
+        # The receipt's leaf: found by key, not by searching a million payloads.
+        answer.save(update_fields=["audit_event"])
+    return answer

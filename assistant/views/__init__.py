@@ -1,0 +1,2 @@
+"""The browser portal: collections and documents (`collections`), questions and answers
+(`answers`)."""

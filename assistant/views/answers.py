@@ -1,0 +1,206 @@
+"""The portal's questions and answers: ask (streamed), the answer page, feedback, and the
+answer's receipt and record downloads."""
+
+from __future__ import annotations
+
+import json
+
+from django.conf import settings
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import ObjectDoesNotExist
+from django.http import (
+    Http404,
+    HttpRequest,
+    HttpResponse,
+    JsonResponse,
+    StreamingHttpResponse,
+)
+from django.shortcuts import redirect, render
+from django.template.loader import render_to_string
+from django.urls import reverse
+from django.views.decorators.http import require_GET, require_POST
+
+from audit import receipts
+from audit.append import RequestMeta
+from audit.downloads import receipt_response, record_response
+from ingest.redaction import must_redact
+
+from .. import actions, presenters, selectors, services, throttle
+from ..forms import AskForm
+from .collections import collection_or_404
+
+
+def _ask_allowed(request: HttpRequest) -> bool:
+    return throttle.allow(
+        f"ask:{request.user.pk}",
+        limit=settings.ASK_RATE_LIMIT,
+        window=settings.RATE_WINDOW_SECONDS,
+    )
+
+
+def _follows(request: HttpRequest, form: AskForm, collection):
+    """The previous turn a follow-up continues: the user's own, in the same collection."""
+    pk = form.cleaned_data.get("follows")
+    if not pk:
+        return None
+    try:
+        previous = selectors.question_get(user=request.user, pk=pk)
+    except ObjectDoesNotExist as exc:
+        raise Http404("No such question") from exc
+    return previous if previous.collection_id == collection.id else None
+
+
+@login_required
+@require_POST
+def ask(request: HttpRequest) -> HttpResponse:
+    """Ask without JavaScript: answer, then show the answer page."""
+    if not _ask_allowed(request):
+        messages.error(request, "You are asking too quickly; wait a minute and try again.")
+        return redirect("portal:home")
+    form = AskForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, "Type a question first.")
+        return redirect("portal:home")
+    collection = collection_or_404(request, form.cleaned_data["collection"])
+    answer = services.question_ask(
+        user=request.user,
+        collection=collection,
+        question=form.cleaned_data["question"],
+        k=selectors.default_k(),
+        meta=RequestMeta.from_request(request),
+        follows=_follows(request, form, collection),
+    )
+    return redirect("portal:answer", pk=answer.question_id)
+
+
+def _sse(event: str, data: dict) -> bytes:
+    return f"event: {event}\ndata: {json.dumps(data)}\n\n".encode()
+
+
+@login_required
+@require_POST
+def ask_stream(request: HttpRequest) -> HttpResponse:
+    """Ask with server-sent events: passages, then tokens as the model writes, then the
+    checked answer as HTML. Closing the connection stops generation (the partial answer is
+    kept and audited as stopped)."""
+    if not _ask_allowed(request):
+        return JsonResponse({"error": "You are asking too quickly; wait a minute."}, status=429)
+    form = AskForm(request.POST)
+    if not form.is_valid():
+        return JsonResponse({"error": "Type a question first."}, status=400)
+    collection = collection_or_404(request, form.cleaned_data["collection"])
+    events = services.question_ask_stream(
+        user=request.user,
+        collection=collection,
+        question=form.cleaned_data["question"],
+        k=selectors.default_k(),
+        meta=RequestMeta.from_request(request),
+        follows=_follows(request, form, collection),
+    )
+
+    redact = must_redact(request.user)
+
+    def stream():
+        try:
+            for event in events:
+                if event["type"] == "passages":
+                    yield _sse("passages", {"count": len(event["passages"])})
+                elif event["type"] == "token" and not redact:
+                    # Redacted users get the checked answer at once: a token stream could
+                    # split an identifier across events.
+                    yield _sse("token", {"text": event["text"]})
+                elif event["type"] == "done":
+                    answer = event["answer"]
+                    html = render_to_string(
+                        "portal/_answer_body.html",
+                        presenters.answer_context(answer, redact=redact),
+                        request,
+                    )
+                    url = reverse("portal:answer", args=[answer.question_id])
+                    yield _sse(
+                        "done", {"html": html, "url": url, "question_id": answer.question_id}
+                    )
+        finally:
+            events.close()
+
+    response = StreamingHttpResponse(stream(), content_type="text/event-stream")
+    response["Cache-Control"] = "no-cache"
+    response["X-Accel-Buffering"] = "no"  # nginx: do not buffer the stream
+    return response
+
+
+@login_required
+def answer_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    try:
+        question = selectors.question_get(user=request.user, pk=pk)
+    except ObjectDoesNotExist as exc:
+        raise Http404("No such answer") from exc
+    context = presenters.answer_context(question.answer, redact=must_redact(request.user))
+    context["ask_form"] = (
+        AskForm(initial={"collection": question.collection.slug, "follows": question.pk})
+        if question.collection
+        else None
+    )
+    context["thread"] = selectors.conversation(question=question)
+    context["receipt"] = _receipt_state(question.answer)
+    return render(request, "portal/answer.html", context)
+
+
+def _receipt_state(answer) -> dict:
+    """For the answer page: a receipt to download, or why there is none (yet)."""
+    event = selectors.answer_event(answer)
+    if event is None:
+        return {"ready": False, "reason": "This answer has no audit entry."}
+    try:
+        receipt = receipts.receipt_for_event(event)
+    except receipts.ReceiptUnavailable as exc:
+        return {"ready": False, "pending": exc.pending, "reason": exc.reason}
+    return {"ready": True, "receipt": receipt, "has_record": not event.redacted}
+
+
+def _answer_event_or_404(request: HttpRequest, pk: int):
+    try:
+        question = selectors.question_get(user=request.user, pk=pk)
+    except ObjectDoesNotExist as exc:
+        raise Http404("No such answer") from exc
+    event = selectors.answer_event(question.answer)
+    if event is None:
+        raise Http404("No audit entry for this answer")
+    return event
+
+
+@login_required
+@require_GET
+def answer_receipt(request: HttpRequest, pk: int) -> HttpResponse:
+    """The answer's receipt as JSON (a download); 202 while pending, 409 when unavailable."""
+    return receipt_response(_answer_event_or_404(request, pk))
+
+
+@login_required
+@require_GET
+def answer_record(request: HttpRequest, pk: int) -> HttpResponse:
+    """The exact record the receipt's payload hash covers (for verify_receipt.py --payload)."""
+    return record_response(_answer_event_or_404(request, pk))
+
+
+@login_required
+@require_POST
+def answer_feedback(request: HttpRequest, pk: int) -> HttpResponse:
+    try:
+        question = selectors.question_get(user=request.user, pk=pk)
+    except ObjectDoesNotExist as exc:
+        raise Http404("No such answer") from exc
+    verdict = request.POST.get("helpful")
+    if verdict not in {"yes", "no"}:
+        messages.error(request, "Choose helpful or not helpful.")
+        return redirect("portal:answer", pk=pk)
+    actions.feedback_create(
+        answer=question.answer,
+        user=request.user,
+        helpful=verdict == "yes",
+        comment=request.POST.get("comment", ""),
+        meta=RequestMeta.from_request(request),
+    )
+    messages.success(request, "Thank you: your feedback was recorded.")
+    return redirect("portal:answer", pk=pk)

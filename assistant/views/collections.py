@@ -1,0 +1,268 @@
+"""The portal's collection and document pages: browse, upload, follow ingestion, read a
+document with the cited passage highlighted, download the original (managers)."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import ObjectDoesNotExist, PermissionDenied
+from django.http import (
+    FileResponse,
+    Http404,
+    HttpRequest,
+    HttpResponse,
+    JsonResponse,
+)
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+
+from audit.append import RequestMeta
+from ingest import selectors as ingest_selectors
+from ingest.redaction import must_redact, redact
+
+from .. import actions, selectors, throttle
+from ..forms import AskForm, UploadForm
+
+
+def collection_or_404(request: HttpRequest, slug: str):
+    try:
+        return ingest_selectors.collection_get(user=request.user, slug=slug)
+    except ObjectDoesNotExist as exc:
+        raise Http404("No such collection") from exc
+
+
+@login_required
+def home(request: HttpRequest) -> HttpResponse:
+    collections = ingest_selectors.collection_with_counts(user=request.user)
+    recent = selectors.question_list(user=request.user)[:10]
+    return render(request, "portal/home.html", {"collections": collections, "recent": recent})
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def collection_detail(request: HttpRequest, slug: str) -> HttpResponse:
+    collection = collection_or_404(request, slug)
+    can_manage = ingest_selectors.collection_may_manage(
+        user=request.user, collection_id=collection.pk
+    )
+    upload_form = UploadForm() if can_manage else None
+    if request.method == "POST":
+        if not can_manage:
+            raise Http404("No such page")
+        upload_form = UploadForm(request.POST, request.FILES)
+        files = request.FILES.getlist("files")
+        if not throttle.allow(
+            f"upload:{request.user.pk}",
+            limit=settings.UPLOAD_RATE_LIMIT,
+            window=settings.RATE_WINDOW_SECONDS,
+        ) or (settings.UPLOAD_RATE_LIMIT and len(files) > settings.UPLOAD_RATE_LIMIT):
+            messages.error(request, "Too many uploads at once; wait a minute and try again.")
+            return redirect("portal:collection", slug=collection.slug)
+        if upload_form.is_valid():
+            outcomes = actions.documents_upload(
+                collection=collection,
+                files=((f.name, f.read(), "") for f in upload_form.cleaned_data["files"]),
+                user=request.user,
+                meta=RequestMeta.from_request(request),
+            )
+            _upload_messages(request, outcomes)
+            return redirect("portal:collection", slug=collection.slug)
+    documents = list(ingest_selectors.document_list(collection=collection))
+    progress = ingest_selectors.collection_progress(collection=collection)
+    return render(
+        request,
+        "portal/collection.html",
+        {
+            "collection": collection,
+            "documents": documents,
+            "progress": progress,
+            "counts": _count_rows(progress),
+            "pending": progress.pending > 0,
+            "can_manage": can_manage,
+            "patients": list(ingest_selectors.patient_list(collection=collection)),
+            "upload_form": upload_form,
+            "ask_form": AskForm(initial={"collection": collection.slug}),
+        },
+    )
+
+
+def _names(outcomes, limit: int = 20) -> str:
+    names = [o.path or o.name for o in outcomes]
+    more = f" and {len(names) - limit} more" if len(names) > limit else ""
+    return ", ".join(names[:limit]) + more
+
+
+def _upload_messages(request: HttpRequest, outcomes) -> None:
+    queued = [o for o in outcomes if o.status not in {"duplicate", "failed"}]
+    duplicates = [o for o in outcomes if o.status == "duplicate"]
+    failed = [o for o in outcomes if o.status == "failed"]
+    messages.success(request, f"{len(queued)} file(s) queued for ingestion.")
+    if duplicates:
+        messages.warning(
+            request,
+            f"{len(duplicates)} duplicate(s), already in this collection, not ingested again: "
+            + _names(duplicates),
+        )
+    if failed:
+        messages.error(
+            request,
+            f"{len(failed)} file(s) refused: "
+            + "; ".join(f"{o.path or o.name}: {o.error}" for o in failed[:20])
+            + (f"; and {len(failed) - 20} more" if len(failed) > 20 else ""),
+        )
+
+
+STATUS_ORDER = ("queued", "parsing", "embedding", "ready", "failed", "cancelled")
+
+
+def _count_rows(progress) -> list[tuple[str, int]]:
+    known = [(s, progress.counts.get(s, 0)) for s in STATUS_ORDER]
+    extra = [(s, n) for s, n in sorted(progress.counts.items()) if s not in STATUS_ORDER]
+    return known + extra
+
+
+@login_required
+@require_GET
+def collection_status(request: HttpRequest, slug: str) -> JsonResponse:
+    """Every document's state and the counts, for the collection page to poll."""
+    collection = collection_or_404(request, slug)
+    progress = ingest_selectors.collection_progress(collection=collection)
+    documents = ingest_selectors.document_list(collection=collection).values(
+        "id", "status", "status_message", "page_count", "chunk_count"
+    )
+    return JsonResponse(
+        {
+            "total": progress.total,
+            "done": progress.done,
+            "pending": progress.pending,
+            "percent": progress.percent,
+            "counts": dict(_count_rows(progress)),
+            "documents": [
+                {
+                    "id": d["id"],
+                    "status": d["status"],
+                    "label": d["status"].capitalize(),
+                    "message": d["status_message"],
+                    "pages": d["page_count"],
+                    "chunks": d["chunk_count"],
+                }
+                for d in documents
+            ],
+        }
+    )
+
+
+def _managedcollection_or_404(request: HttpRequest, slug: str):
+    collection = collection_or_404(request, slug)
+    if not ingest_selectors.collection_may_manage(user=request.user, collection_id=collection.pk):
+        raise Http404("No such page")
+    return collection
+
+
+@login_required
+@require_POST
+def collection_action(request: HttpRequest, slug: str) -> HttpResponse:
+    """Managers: cancel the collection's queued documents, or re-ingest all of it."""
+    collection = _managedcollection_or_404(request, slug)
+    action = request.POST.get("action")
+    meta = RequestMeta.from_request(request)
+    if action == "cancel":
+        n = actions.collection_cancel(collection=collection, user=request.user, meta=meta)
+        messages.success(request, f"{n} queued document(s) cancelled.")
+    elif action == "reingest":
+        n = actions.collection_reingest(collection=collection, user=request.user, meta=meta)
+        messages.success(request, f"{n} document(s) queued for ingestion again.")
+    else:
+        messages.error(request, "Unknown action.")
+    return redirect("portal:collection", slug=collection.slug)
+
+
+@login_required
+@require_POST
+def document_action(request: HttpRequest, slug: str, pk: int) -> HttpResponse:
+    """Managers: retry a failed (or cancelled) document, cancel a queued one, or erase one."""
+    collection = _managedcollection_or_404(request, slug)
+    document = collection.documents.filter(pk=pk).defer("text").first()
+    if document is None:
+        raise Http404("No such document")
+    action = request.POST.get("action")
+    meta = RequestMeta.from_request(request)
+    if action == "retry":
+        if actions.document_reingest(document=document, user=request.user, meta=meta):
+            messages.success(request, f"{document.name} queued again.")
+        else:
+            messages.error(request, f"{document.name} cannot be retried: upload it again.")
+    elif action == "cancel":
+        if actions.document_cancel(document=document, user=request.user, meta=meta):
+            messages.success(request, f"{document.name} cancelled.")
+        else:
+            messages.error(request, f"{document.name} is no longer queued.")
+    elif action == "delete":
+        try:
+            actions.document_erase(
+                document=document, user=request.user, meta=meta, reason="deleted in the portal"
+            )
+            messages.success(request, f"{document.name} deleted with its passages.")
+        except PermissionDenied as exc:
+            messages.error(request, str(exc))
+    else:
+        messages.error(request, "Unknown action.")
+    return redirect("portal:collection", slug=collection.slug)
+
+
+@login_required
+@require_GET
+def document_view(request: HttpRequest, pk: int) -> HttpResponse:
+    """The document's extracted text with one passage highlighted and its page shown."""
+    try:
+        document = ingest_selectors.document_get(user=request.user, pk=pk)
+    except ObjectDoesNotExist as exc:
+        raise Http404("No such document") from exc
+    chunk = None
+    chunk_id = request.GET.get("chunk", "")
+    if chunk_id.isdigit():
+        chunk = document.chunks.filter(pk=int(chunk_id)).first()
+    text = document.text
+    before, passage, after = (
+        (text, "", "")
+        if chunk is None
+        else (text[: chunk.start], text[chunk.start : chunk.end], text[chunk.end :])
+    )
+    if must_redact(request.user):
+        before, passage, after = redact(before), redact(passage), redact(after)
+    return render(
+        request,
+        "portal/document.html",
+        {
+            "document": document,
+            "chunk": chunk,
+            "before": before,
+            "passage": passage,
+            "after": after,
+            "may_download": ingest_selectors.document_may_download(
+                user=request.user, document=document
+            ),
+            "attachments": document.attachments.defer("text").order_by("name"),
+        },
+    )
+
+
+@login_required
+@require_GET
+def document_download(request: HttpRequest, pk: int) -> FileResponse:
+    """The original file, for those allowed to download it (others get a 404)."""
+    try:
+        document = ingest_selectors.document_get(user=request.user, pk=pk)
+    except ObjectDoesNotExist as exc:
+        raise Http404("No such document") from exc
+    if not document.file or not ingest_selectors.document_may_download(
+        user=request.user, document=document
+    ):
+        raise Http404("No such document")
+    return FileResponse(
+        document.file.open("rb"),
+        as_attachment=True,
+        filename=document.name,
+        content_type=document.mime_type or "application/octet-stream",
+    )

@@ -1,0 +1,235 @@
+"""Reads for the compliance workspace: filtered audit queries, exports, dashboard series.
+
+Queries are keyset-paginated on the primary key and every filter has an index (actor,
+collection, event type, flagged, full-text GIN), so listing stays fast at millions of entries.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from datetime import date, datetime, time, timedelta
+from typing import Any
+
+from django.db import connection
+from django.db.models import QuerySet
+from django.utils import timezone
+from django.utils.dateparse import parse_date
+
+from ingest.models import Collection
+
+from .models import AuditEvent
+
+ANSWER_TYPES = (AuditEvent.Type.QUESTION_ANSWERED, AuditEvent.Type.QUESTION_REFUSED)
+EXPORT_FIELDS = [
+    "id", "created_at", "event_type", "actor", "ip_address", "user_agent", "collection_id",
+    "flagged", "summary", "redacted", "payload_hash", "prev_hash", "entry_hash", "payload",
+]  # fmt: skip
+
+
+@dataclass(frozen=True)
+class AuditFilter:
+    user: str = ""
+    collection: str = ""
+    since: date | None = None
+    until: date | None = None
+    event_type: str = ""
+    q: str = ""
+    flagged: bool = False
+    patient: int | None = None  # questions whose passages came from this patient's records
+
+    @classmethod
+    def from_params(cls, params) -> AuditFilter:
+        # PostgreSQL text cannot hold NUL characters: drop them from every parameter.
+        params = {k: str(params.get(k) or "").replace("\x00", "") for k in params}
+
+        def day(name: str) -> date | None:
+            try:
+                return parse_date(params.get(name) or "")
+            except ValueError:
+                return None
+
+        return cls(
+            user=(params.get("user") or "").strip()[:150],
+            collection=(params.get("collection") or "").strip()[:100],
+            since=day("since"),
+            until=day("until"),
+            event_type=(params.get("type") or "").strip()[:50],
+            q=(params.get("q") or "").strip()[:200],
+            flagged=(params.get("flagged") or "") in {"1", "on", "true"},
+            patient=int(p) if (p := (params.get("patient") or "").strip()).isdigit() else None,
+        )
+
+    def as_params(self) -> dict[str, str]:
+        values = {
+            "user": self.user,
+            "collection": self.collection,
+            "since": self.since.isoformat() if self.since else "",
+            "until": self.until.isoformat() if self.until else "",
+            "type": self.event_type,
+            "q": self.q,
+            "flagged": "1" if self.flagged else "",
+            "patient": str(self.patient) if self.patient else "",
+        }
+        return {k: v for k, v in values.items() if v}
+
+    def as_dict(self) -> dict[str, Any]:
+        return {k: (v.isoformat() if isinstance(v, date) else v) for k, v in asdict(self).items()}
+
+
+def _day_start(day: date) -> datetime:
+    return datetime.combine(day, time.min, tzinfo=timezone.get_current_timezone())
+
+
+def audit_query(*, filters: AuditFilter) -> QuerySet[AuditEvent]:
+    qs = AuditEvent.objects.all()
+    if filters.user:
+        qs = qs.filter(actor_username=filters.user)
+    if filters.collection:
+        ids = list(Collection.objects.filter(slug=filters.collection).values_list("id", flat=True))
+        if not ids and filters.collection.isdigit():
+            ids = [int(filters.collection)]  # a deleted collection, by id
+        qs = qs.filter(collection_id__in=ids)
+    if filters.since:
+        qs = qs.filter(created_at__gte=_day_start(filters.since))
+    if filters.until:
+        qs = qs.filter(created_at__lt=_day_start(filters.until + timedelta(days=1)))
+    if filters.event_type:
+        qs = qs.filter(event_type=filters.event_type)
+    if filters.flagged:
+        qs = qs.filter(flagged=True)
+    if filters.patient:
+        qs = qs.filter(payload__patient_ids__contains=[filters.patient])
+    if filters.q:
+        qs = qs.extra(  # noqa: S610 - parameterised; websearch syntax is safe for any input
+            where=["search_vector @@ websearch_to_tsquery('english', %s)"], params=[filters.q]
+        )
+    return qs.order_by("-id")
+
+
+def audit_page(
+    *, filters: AuditFilter, before_id: int | None, size: int
+) -> tuple[list[AuditEvent], int | None]:
+    """One page, newest first, starting below `before_id`; and the id to continue from."""
+    qs = audit_query(filters=filters).defer("payload", "search_text")
+    if before_id:
+        qs = qs.filter(id__lt=before_id)
+    rows = list(qs[: size + 1])
+    more = len(rows) > size
+    rows = rows[:size]
+    return rows, (rows[-1].id if more and rows else None)
+
+
+def event_row(event: AuditEvent, *, with_payload: bool = True) -> dict[str, Any]:
+    row = {
+        "id": event.id,
+        "created_at": event.created_at.isoformat(),
+        "event_type": event.event_type,
+        "actor": event.actor_username,
+        "ip_address": event.ip_address,
+        "user_agent": event.user_agent,
+        "collection_id": event.collection_id,
+        "flagged": event.flagged,
+        "summary": event.summary,
+        "redacted": event.redacted,
+        "payload_hash": event.payload_hash,
+        "prev_hash": event.prev_hash,
+        "entry_hash": event.entry_hash,
+    }
+    if with_payload:
+        row["payload"] = event.payload
+    return row
+
+
+def export_lines(*, filters: AuditFilter, fmt: str, redact: bool = False) -> Iterator[str]:
+    """The filtered entries, oldest first, as CSV (payload as JSON in one column) or JSONL.
+
+    With `redact`, identifiers in the summary and payload are replaced (see redaction.py):
+    such rows no longer match their payload_hash, and say so in `identifiers_redacted`."""
+    from ingest.redaction import redact_row
+
+    qs = audit_query(filters=filters).order_by("id")
+    fields = EXPORT_FIELDS + (["identifiers_redacted"] if redact else [])
+
+    def export_row(event: AuditEvent) -> dict[str, Any]:
+        row = event_row(event)
+        return redact_row(row) if redact else row
+
+    if fmt == "csv":
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=fields)
+        writer.writeheader()
+        yield buffer.getvalue()
+        for event in qs.iterator(chunk_size=2000):
+            buffer.seek(0)
+            buffer.truncate()
+            row = export_row(event)
+            row["payload"] = json.dumps(row["payload"], ensure_ascii=False, sort_keys=True)
+            writer.writerow(row)
+            yield buffer.getvalue()
+    elif fmt == "jsonl":
+        for event in qs.iterator(chunk_size=2000):
+            yield json.dumps(export_row(event), ensure_ascii=False, sort_keys=True) + "\n"
+    else:
+        raise ValueError(f"unknown export format {fmt!r}")
+
+
+@dataclass(frozen=True)
+class DayFigures:
+    day: date
+    questions: int
+    refusals: int
+    unsupported: int
+    failed_logins: int
+
+    @property
+    def unsupported_rate(self) -> float:
+        return self.unsupported / self.questions if self.questions else 0.0
+
+
+def dashboard_series(*, days: int = 30) -> list[DayFigures]:
+    """Per-day counts over the last `days` days (UTC), zero-filled."""
+    start = timezone.now().date() - timedelta(days=days - 1)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """
+            SELECT (created_at AT TIME ZONE 'UTC')::date AS day,
+                   count(*) FILTER (WHERE event_type IN (%s, %s)),
+                   count(*) FILTER (WHERE event_type = %s),
+                   count(*) FILTER (WHERE event_type IN (%s, %s)
+                                    AND json_array_length(
+                                        COALESCE(payload->'unsupported_sentences', '[]'::json)
+                                    ) > 0),
+                   count(*) FILTER (WHERE event_type = %s)
+            FROM assistant_auditevent
+            WHERE created_at >= %s
+            GROUP BY day
+            """,
+            [
+                *ANSWER_TYPES,
+                AuditEvent.Type.QUESTION_REFUSED,
+                *ANSWER_TYPES,
+                AuditEvent.Type.LOGIN_FAILED,
+                _day_start(start),
+            ],
+        )
+        found = {row[0]: row[1:] for row in cursor.fetchall()}
+    series = []
+    for offset in range(days):
+        day = start + timedelta(days=offset)
+        q, r, u, f = found.get(day, (0, 0, 0, 0))
+        series.append(DayFigures(day, q, r, u, f))
+    return series
+
+
+def bar_chart(values: list[float], *, height: int = 80, bar: int = 12, gap: int = 3) -> dict:
+    """Geometry for a server-rendered SVG bar chart (no JavaScript, no external assets)."""
+    top = max(values) if values and max(values) > 0 else 1
+    bars = []
+    for i, value in enumerate(values):
+        h = round(height * value / top) if value else 0
+        bars.append({"x": i * (bar + gap), "y": height - h, "h": h, "w": bar, "value": value})
+    return {"width": len(values) * (bar + gap), "height": height, "bars": bars, "max": top}
