@@ -1,7 +1,11 @@
-"""Attest: the Django project package and the question-answering app.
+"""Questions become cited answers: the portal, the REST API and the question flow.
 
-The Celery application (assistant/celery.py) is loaded by AssistantConfig.ready() in every
-Django process, and found by `celery -A assistant` as the `config.celery` module; it is not
-imported here, so that processes that only need a module of this package without Django (the
-audit verify workers, assistant/audit_workers.py) do not pay Celery's 0.2 s import.
+Owns questions, answers, citations, feedback and API tokens; the question flow (`services`:
+scope, retrieve, answer, check, store), retrieval (`retrieval`), the model clients (`llm`),
+the prompt (`prompt`), grounding checks (`grounding`: attribution, support, extractive
+answers), patient scoping (`patients`), audited user-facing actions (`actions`), answer HTML
+(`presenters`), the portal (`views`) and the API (`api`), roles and sign-in throttling.
+
+May import `ingest` (to read passages, through its selectors and search) and `audit` (to
+record what users did and saw); neither imports it.
 """

@@ -1,6 +1,6 @@
 """Settings that change what answers users get are audited when they change.
 
-Settings come from the environment, so a change shows up at the next start: the launcher
+Settings come from the environment, so a change shows up at the next start: `make run`
 (and the docker-compose migrate step) run `manage.py audit snapshot-settings`, which compares
 the current values with the last recorded snapshot and records the difference.
 """

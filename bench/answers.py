@@ -62,7 +62,8 @@ def set_backend(name: str, base_url: str) -> None:
 
 def ingest_texts(slug: str, items: list[tuple[str, str, str]]) -> dict[str, int]:
     """(name, text, source_path) -> document id, ingested in-process."""
-    from ingest.services import collection_get_or_create, document_create, document_ingest
+    from ingest.pipeline import document_ingest
+    from ingest.services import collection_get_or_create, document_create
 
     collection = collection_get_or_create(slug=slug, create=True)
     ids = {}

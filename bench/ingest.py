@@ -40,12 +40,8 @@ STAGES = ("parse", "ocr", "chunk", "embed", "write")
 def attest_run(files: list[Path]) -> dict:
     from ingest.embedding import get_embedder
     from ingest.models import Chunk
-    from ingest.services import (
-        StageTimings,
-        collection_create,
-        document_create,
-        documents_ingest,
-    )
+    from ingest.pipeline import StageTimings, documents_ingest
+    from ingest.services import collection_create, document_create
 
     embedder = get_embedder()
     embedder.embed(["warm up the model before the clock starts"])

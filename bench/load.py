@@ -56,7 +56,8 @@ def prepare(users: int, docs: int) -> list[str]:
     from django.contrib.auth import get_user_model
 
     from assistant.api.tokens import token_create
-    from ingest.services import collection_get_or_create, document_create, document_ingest
+    from ingest.pipeline import document_ingest
+    from ingest.services import collection_get_or_create, document_create
     from tests.factories import grant
 
     collection = collection_get_or_create(slug="load", create=True)

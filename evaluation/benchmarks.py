@@ -17,7 +17,8 @@ from pathlib import Path
 
 from assistant.retrieval import retrieve
 from ingest.models import Collection, Document
-from ingest.services import chunk_statistics_refresh, document_create, document_ingest
+from ingest.pipeline import document_ingest
+from ingest.services import chunk_statistics_refresh, document_create
 
 from . import metrics as evaluation
 from .metrics import PubMedQuestion, SpanQuery, SpanScore

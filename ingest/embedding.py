@@ -75,7 +75,8 @@ class SentenceTransformerEmbedder:
 
 def onnx_embedder(model_path: Path) -> Embedder:
     """The ONNX Runtime embedder, exporting the model to the cache folder on first use."""
-    from .onnx_embedding import OnnxEmbedder, onnx_model_ensure
+    from .onnx_embedding import OnnxEmbedder
+    from .onnx_export import onnx_model_ensure
 
     exported = onnx_model_ensure(
         model_path, Path(settings.EMBEDDING_ONNX_DIR), int8=settings.EMBEDDING_ONNX_INT8

@@ -1,67 +1,25 @@
-"""Writes for ingestion: create collections and documents, run the pipeline, index chunks.
-
-Pipeline (one way, typed hand-offs): parse(bytes) -> ParsedDocument -> chunk() -> list[ChunkDraft]
--> embed(texts) -> vectors -> index(document, drafts, vectors). Only `document_index` touches
-the chunks table, in one transaction that replaces the document's chunks, so a document has
-all its chunks or none.
+"""Writes for collections and documents: create, store, reject, queue, cancel, re-ingest,
+delete, and re-embed. Turning a stored document into passages is ingest/pipeline.py's.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
-import time
-from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import contextmanager
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from pathlib import Path
 
+from celery import current_app
 from django.conf import settings
 from django.core.files.base import ContentFile
 from django.db import connection, transaction
 from django.utils import timezone
 from django.utils.text import slugify
 
-from . import chunking, parsers, records
 from .embedding import get_embedder
 from .models import PENDING_STATUSES, Chunk, Collection, Document
-from .parsers import ParsedDocument, ParseError
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass
-class StageTimings:
-    """Seconds one document spent in each pipeline stage (bench/ingest.py adds them up)."""
-
-    parse: float = 0.0
-    ocr: float = 0.0  # part of parsing: pages read by Tesseract (measured by the parser)
-    chunk: float = 0.0
-    embed: float = 0.0
-    write: float = 0.0
-
-    @contextmanager
-    def stage(self, name: str) -> Iterator[None]:
-        started = time.perf_counter()
-        try:
-            yield
-        finally:
-            setattr(self, name, getattr(self, name) + time.perf_counter() - started)
-
-
-@dataclass(frozen=True)
-class IngestResult:
-    document_id: int
-    status: str
-    pages: int | None
-    chunks: int
-    error: str
-    seconds: float
-    timings: StageTimings = field(default_factory=StageTimings)
-    # Documents created from this one's attachments (e-mail), already queued unless the
-    # caller asked to ingest them itself (document_ingest(enqueue_attachments=False)).
-    attachment_ids: tuple[int, ...] = ()
 
 
 def collection_create(*, name: str, slug: str = "", description: str = "", user=None) -> Collection:
@@ -79,9 +37,11 @@ def collection_get_or_create(*, slug: str, create: bool) -> Collection:
 
 
 def _enqueue(document_id: int) -> None:
-    from .tasks import ingest_document  # tasks import services; keep the import one-way at load
-
-    transaction.on_commit(lambda: ingest_document.delay(document_id))
+    """Queue the document's ingestion once the transaction that stored it commits. The task
+    (ingest/tasks.py, "ingest.document") is found by name: it runs the pipeline, which stores
+    an e-mail's attachments through this module, so importing it here would close a loop."""
+    task = current_app.tasks["ingest.document"]
+    transaction.on_commit(lambda: task.delay(document_id))
 
 
 def document_create(
@@ -155,313 +115,6 @@ def document_reject(
         status_message=reason,
     )
     return document, True
-
-
-def _set_status(document: Document, status: str, message: str = "") -> None:
-    document.status = status
-    document.status_message = message
-    Document.objects.filter(pk=document.pk).update(
-        status=status, status_message=message, updated_at=timezone.now()
-    )
-
-
-def _page_records(parsed: ParsedDocument) -> list[dict]:
-    return [
-        {"page": p.number, "ocr": p.ocr, "confidence": p.confidence}
-        if p.ocr
-        else {"page": p.number, "ocr": False}
-        for p in parsed.pages
-    ]
-
-
-def _attachments_create(
-    *, document: Document, parsed: ParsedDocument, enqueue: bool
-) -> tuple[int, ...]:
-    """Store an e-mail's attachments as documents of the same collection, linked to it.
-
-    Runs inside document_index's transaction. An attachment already in the collection (same
-    bytes) is not stored twice and keeps its own place (it is not re-linked).
-    """
-    ids = []
-    for attachment in parsed.attachments:
-        child, created = document_create(
-            collection=document.collection,
-            name=attachment.name,
-            data=attachment.data,
-            source_path=document.source_path,
-            user=document.uploaded_by,
-            enqueue=enqueue,
-            parent=document,
-        )
-        if created:
-            ids.append(child.id)
-    return tuple(ids)
-
-
-def document_index(
-    *,
-    document: Document,
-    parsed: ParsedDocument,
-    drafts: list[chunking.ChunkDraft],
-    vectors: list[list[float]],
-    embedding_model: str,
-    enqueue_attachments: bool = True,
-) -> tuple[int, ...]:
-    """Replace the document's chunks with `drafts` and mark it ready, in one transaction.
-
-    Attachments the parser found are stored as documents of their own in the same
-    transaction; returns their ids."""
-    if len(drafts) != len(vectors):
-        raise ValueError("one vector per chunk draft")
-    with transaction.atomic():
-        Chunk.objects.filter(document=document).delete()
-        Chunk.objects.bulk_create(
-            [
-                Chunk(
-                    document=document,
-                    collection_id=document.collection_id,
-                    ordinal=d.ordinal,
-                    text=d.text,
-                    start=d.start,
-                    end=d.end,
-                    page=d.page,
-                    page_end=d.page_end,
-                    heading=d.heading[:500],
-                    sources=records.chunk_sources(parsed, d.start, d.end) if parsed.refs else [],
-                    embedding=v,
-                    embedding_model=embedding_model,
-                )
-                for d, v in zip(drafts, vectors, strict=True)
-            ],
-            batch_size=500,
-        )
-        if parsed.patient is not None:
-            records.patient_link(document=document, identity=parsed.patient)
-        Document.objects.filter(pk=document.pk).update(
-            status=Document.Status.READY,
-            status_message="",
-            text=parsed.text,
-            mime_type=parsed.mime_type,
-            page_count=parsed.page_count,
-            pages=_page_records(parsed),
-            chunk_count=len(drafts),
-            ingested_at=timezone.now(),
-            updated_at=timezone.now(),
-        )
-        attachment_ids = _attachments_create(
-            document=document, parsed=parsed, enqueue=enqueue_attachments
-        )
-    return attachment_ids
-
-
-def document_ingest(
-    *, document_id: int, force: bool = False, enqueue_attachments: bool = True
-) -> IngestResult:
-    """Run the whole pipeline for one document; bad input ends as a failed document.
-
-    Safe to run again (a redelivered task): a ready or cancelled document is skipped unless
-    `force`, and indexing replaces chunks atomically, so no partial or duplicate chunks remain.
-    An e-mail's attachments become documents of their own, queued for the workers, or, with
-    enqueue_attachments=False, left for the caller to ingest (IngestResult.attachment_ids).
-    """
-    return documents_ingest(
-        document_ids=[document_id], force=force, enqueue_attachments=enqueue_attachments
-    )[0]
-
-
-@dataclass
-class _Prepared:
-    """A document parsed and chunked, waiting for its vectors."""
-
-    document: Document
-    parsed: ParsedDocument
-    drafts: list[chunking.ChunkDraft]
-    started: float
-    timings: StageTimings
-
-
-def documents_ingest(
-    *,
-    document_ids: list[int],
-    force: bool = False,
-    embed_batch: int = 128,
-    on_done: Callable[[IngestResult], None] | None = None,
-    enqueue_attachments: bool = True,
-) -> list[IngestResult]:
-    """Ingest several documents, embedding their chunks together.
-
-    Documents are parsed and chunked one by one; their chunks are embedded in calls of at least
-    `embed_batch` texts across documents (fewer, larger calls: the embedder groups texts of
-    similar length, so less padding), then each document is indexed in its own transaction.
-    A call runs in a background thread while the next documents are parsed.
-    Each document ends ready or failed on its own; `on_done` hears of each as it finishes.
-    Results come back in the order of `document_ids`.
-    """
-    results: dict[int, IngestResult] = {}
-    waiting: list[_Prepared] = []
-    # The batches embedding in the background (oldest first), and their documents. The
-    # embedder is pure computation (ONNX Runtime releases the GIL), so the next documents are
-    # parsed on this thread meanwhile; every database write stays on this thread.
-    running: list[tuple[Future[tuple[list[list[float]], float]], list[_Prepared]]] = []
-
-    def finish(result: IngestResult) -> None:
-        results[result.document_id] = result
-        if on_done is not None:
-            on_done(result)
-
-    def embed(texts: list[str]) -> tuple[list[list[float]], float]:
-        started = time.perf_counter()
-        vectors = get_embedder().embed(texts)
-        return vectors, time.perf_counter() - started
-
-    def collect(keep: int = 0) -> None:
-        """Wait for the oldest batches in the background, oldest first, and index their
-        documents, until at most `keep` batches are left running."""
-        while len(running) > keep:
-            future, batch = running.pop(0)
-            try:
-                vectors, seconds = future.result()
-                name = get_embedder().name
-            except Exception as exc:
-                logger.exception(
-                    "embedding failed for documents %s", [p.document.id for p in batch]
-                )
-                for p in batch:
-                    finish(_fail(p.document, p.started, p.timings, _internal(exc)))
-                continue
-            share = seconds / max(len(vectors), 1)
-            offset = 0
-            for p in batch:
-                n = len(p.drafts)
-                p.timings.embed += share * n
-                vectors_of = vectors[offset : offset + n]
-                finish(_index(p, vectors_of, name, enqueue_attachments=enqueue_attachments))
-                offset += n
-
-    def flush(pool: ThreadPoolExecutor) -> None:
-        # The new batch is queued first, so the embedder goes straight on to it while this
-        # thread indexes the previous batch's documents (one batch at a time embeds; at most
-        # two are held).
-        if waiting:
-            batch = list(waiting)
-            waiting.clear()
-            running.append((pool.submit(embed, [d.text for p in batch for d in p.drafts]), batch))
-        collect(keep=1)
-
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="embed") as pool:
-        try:
-            for document_id in document_ids:
-                prepared = _prepare(document_id, force=force)
-                if isinstance(prepared, IngestResult):
-                    finish(prepared)
-                    continue
-                waiting.append(prepared)
-                # The first batch is smaller, so the embedder starts early instead of idling
-                # while the first documents are parsed.
-                if sum(len(p.drafts) for p in waiting) >= (
-                    embed_batch if results or running else max(1, embed_batch // 4)
-                ):
-                    flush(pool)
-            flush(pool)
-        finally:
-            collect()
-    return [results[i] for i in document_ids]
-
-
-def _result(
-    document: Document,
-    started: float,
-    timings: StageTimings,
-    attachment_ids: tuple[int, ...] = (),
-) -> IngestResult:
-    document.refresh_from_db(fields=["status", "page_count", "chunk_count", "status_message"])
-    return IngestResult(
-        document_id=document.id,
-        status=document.status,
-        pages=document.page_count,
-        chunks=document.chunk_count,
-        error=document.status_message if document.status == "failed" else "",
-        seconds=time.monotonic() - started,
-        timings=timings,
-        attachment_ids=attachment_ids,
-    )
-
-
-def _internal(exc: Exception) -> str:
-    return f"Internal error while ingesting ({type(exc).__name__}); see the worker log."
-
-
-def _fail(document: Document, started: float, timings: StageTimings, message: str):
-    _set_status(document, Document.Status.FAILED, message)
-    return _result(document, started, timings)
-
-
-def _prepare(document_id: int, *, force: bool) -> _Prepared | IngestResult:
-    """Claim, parse and chunk one document; an IngestResult when it goes no further."""
-    started = time.monotonic()
-    timings = StageTimings()
-    document = Document.objects.select_related("collection").defer("text").get(pk=document_id)
-    if document.status == Document.Status.FAILED and not document.file:
-        return _result(document, started, timings)  # refused at upload; nothing to parse
-    # Claim the document: only pending work (or, with `force`, a finished document) moves on.
-    # A cancelled or already-ready document is left as it is, so a redelivered or cancelled
-    # task does nothing.
-    claimable = list(PENDING_STATUSES)
-    if force:
-        claimable += [Document.Status.READY, Document.Status.FAILED, Document.Status.CANCELLED]
-    claimed = Document.objects.filter(pk=document.pk, status__in=claimable).update(
-        status=Document.Status.PARSING, status_message="", updated_at=timezone.now()
-    )
-    if not claimed:
-        return _result(document, started, timings)
-    try:
-        with timings.stage("parse"):
-            with document.file.open("rb") as handle:
-                data = handle.read()
-            parsed = parsers.parse(
-                data,
-                document.name,
-                on_ocr=lambda: _set_status(document, Document.Status.OCR),
-            )
-        # OCR runs inside parsing; the parser measures it so the stages add up.
-        timings.ocr = parsed.ocr_seconds
-        timings.parse -= parsed.ocr_seconds
-        with timings.stage("chunk"):
-            drafts = chunking.chunk(
-                parsed, size=settings.CHUNK_SIZE, overlap=settings.CHUNK_OVERLAP
-            )
-        if not drafts:
-            raise ParseError("The file contains no text.")
-    except ParseError as exc:
-        logger.info("document %s failed: %s", document.id, exc)
-        return _fail(document, started, timings, str(exc))
-    except FileNotFoundError:
-        return _fail(document, started, timings, "The stored file is missing.")
-    except Exception as exc:
-        logger.exception("unexpected error ingesting document %s", document.id)
-        return _fail(document, started, timings, _internal(exc))
-    _set_status(document, Document.Status.EMBEDDING)
-    return _Prepared(document, parsed, drafts, started, timings)
-
-
-def _index(
-    prepared: _Prepared, vectors: list[list[float]], model: str, *, enqueue_attachments: bool
-) -> IngestResult:
-    document, timings = prepared.document, prepared.timings
-    try:
-        with timings.stage("write"):
-            attachment_ids = document_index(
-                document=document,
-                parsed=prepared.parsed,
-                drafts=prepared.drafts,
-                vectors=vectors,
-                embedding_model=model,
-                enqueue_attachments=enqueue_attachments,
-            )
-    except Exception as exc:
-        logger.exception("unexpected error indexing document %s", document.id)
-        return _fail(document, prepared.started, timings, _internal(exc))
-    return _result(document, prepared.started, timings, attachment_ids)
 
 
 def document_requeue_unfinished() -> int:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from celery import shared_task
 from django.db import OperationalError
 
-from . import services
+from . import pipeline
 
 
 @shared_task(
@@ -18,4 +18,4 @@ from . import services
     max_retries=5,
 )
 def ingest_document(document_id: int) -> str:
-    return services.document_ingest(document_id=document_id).status
+    return pipeline.document_ingest(document_id=document_id).status

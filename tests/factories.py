@@ -9,7 +9,8 @@ from pathlib import Path
 from django.db import connections
 
 from ingest.models import Collection, Document
-from ingest.services import collection_create, document_create, document_ingest
+from ingest.pipeline import document_ingest
+from ingest.services import collection_create, document_create
 
 
 def make_collection(name: str = "Contracts", slug: str = "") -> Collection:

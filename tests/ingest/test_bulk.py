@@ -9,7 +9,7 @@ from assistant import actions as admin_actions
 from audit.models import AuditEvent
 from ingest.archives import ArchiveLimits, zip_entries
 from ingest.models import Chunk, Document
-from ingest.services import document_ingest
+from ingest.pipeline import document_ingest
 from tests.factories import make_collection
 
 pytestmark = pytest.mark.django_db

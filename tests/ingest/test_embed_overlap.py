@@ -5,10 +5,11 @@ embedding failure fails exactly the documents of that batch, with a reason."""
 import numpy as np
 import pytest
 
-from ingest import services
+from ingest import pipeline
 from ingest.embedding import get_embedder
 from ingest.models import Chunk, Document
-from ingest.services import document_create, documents_ingest
+from ingest.pipeline import documents_ingest
+from ingest.services import document_create
 from tests.factories import make_collection
 
 pytestmark = pytest.mark.django_db
@@ -62,7 +63,7 @@ def test_an_embedding_failure_fails_only_that_batch_with_a_reason(monkeypatch):
             return real.embed(texts)
 
     flaky = Flaky()
-    monkeypatch.setattr(services, "get_embedder", lambda: flaky)
+    monkeypatch.setattr(pipeline, "get_embedder", lambda: flaky)
     # Each document holds more chunks than embed_batch: one call per document.
     results = documents_ingest(document_ids=[d.id for d in docs], embed_batch=1)
     assert len(calls) == 4

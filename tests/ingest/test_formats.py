@@ -393,16 +393,16 @@ def test_deeply_nested_html_does_not_crash_the_worker():
 
 def test_status_moves_through_ocr_while_pages_are_read(monkeypatch):
     require_ocr()
-    from ingest import services
+    from ingest import pipeline
 
     seen: list[str] = []
-    real = services._set_status
+    real = pipeline._set_status
 
     def spy(document, status, message=""):
         seen.append(status)
         real(document, status, message)
 
-    monkeypatch.setattr(services, "_set_status", spy)
+    monkeypatch.setattr(pipeline, "_set_status", spy)
     document = ingest_bytes(make_collection(), "scan.pdf", formats.scanned_pdf([["Pixels only."]]))
     assert document.status == Document.Status.READY, document.status_message
     # "parsing" is set by the worker's conditional claim (not _set_status); the OCR state

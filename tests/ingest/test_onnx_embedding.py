@@ -53,7 +53,8 @@ def test_int8_vectors_stay_within_cosine_099_of_torch_on_real_cuad_chunks():
 def test_int8_batches_run_side_by_side_give_the_vectors_of_one_batch_at_a_time():
     """The int8 model runs one batch per core, each on one thread; the vectors must be exactly
     those of the same batches run one after another, in the input order."""
-    from ingest.onnx_embedding import OnnxEmbedder, onnx_model_ensure
+    from ingest.onnx_embedding import OnnxEmbedder
+    from ingest.onnx_export import onnx_model_ensure
 
     texts = cuad_chunks(limit_files=2, per_file=40) + ["Termination", "What law governs?"]
     exported = onnx_model_ensure(Path(default_model_path()), Path(settings.EMBEDDING_ONNX_DIR))

@@ -5,7 +5,8 @@ from django.db import connection
 
 from assistant.retrieval import retrieve
 from ingest.models import Chunk, Document
-from ingest.services import document_create, document_ingest
+from ingest.pipeline import document_ingest
+from ingest.services import document_create
 from tests.factories import ingest_bytes, ingest_path, make_collection
 
 pytestmark = pytest.mark.django_db

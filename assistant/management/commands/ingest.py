@@ -20,7 +20,8 @@ from django.core.management.base import BaseCommand, CommandError
 
 from assistant.actions import UploadOutcome, collection_saved, documents_upload
 from ingest.models import Collection, Document
-from ingest.services import collection_get_or_create, documents_ingest
+from ingest.pipeline import documents_ingest
+from ingest.services import collection_get_or_create
 
 SKIP_NAMES = {".DS_Store", "Thumbs.db"}
 BAR_WIDTH = 30
