@@ -8,7 +8,6 @@ named by `actor_name`), `meta` where the request came from.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -19,12 +18,15 @@ from audit.erasure import audit_redact_document
 from audit.models import AuditEvent
 from ingest import services as ingest_services
 from ingest.archives import upload_entries
-from ingest.models import Collection, CollectionGrant, Document
 
 from .models import Answer, Feedback
 
 if TYPE_CHECKING:
-    from django.contrib.auth.models import Group, User
+    from collections.abc import Iterable
+
+    from django.contrib.auth.models import User
+
+    from ingest.models import Collection, Document
 
 
 def document_upload(
@@ -41,9 +43,13 @@ def document_upload(
     """Store one file and queue it for ingestion; (document, False) for a duplicate."""
     with audited(user=user, meta=meta, name=actor_name) as actor:
         document, created = ingest_services.document_create(
-            collection=collection, name=name, data=data, user=user,
-            source_path=source_path, enqueue=enqueue,
-        )  # fmt: skip
+            collection=collection,
+            name=name,
+            data=data,
+            user=user,
+            source_path=source_path,
+            enqueue=enqueue,
+        )
         if created:
             actor.record(
                 AuditEvent.Type.DOCUMENT_UPLOADED,
@@ -70,9 +76,13 @@ def document_rejected(
     """Record an input refused before storing (a hostile archive entry) as a failed document."""
     with audited(user=user, meta=meta, name=actor_name) as actor:
         document, created = ingest_services.document_reject(
-            collection=collection, name=name, reason=reason, key=key,
-            source_path=source_path, user=user,
-        )  # fmt: skip
+            collection=collection,
+            name=name,
+            reason=reason,
+            key=key,
+            source_path=source_path,
+            user=user,
+        )
         if created:
             actor.record(
                 AuditEvent.Type.DOCUMENT_REJECTED,
@@ -125,14 +135,22 @@ def documents_upload(
     for entry in upload_entries(files):
         if entry.data is None:
             document, created = document_rejected(
-                collection=collection, name=entry.name, reason=entry.error, key=entry.key,
-                source_path=entry.path, **who,
-            )  # fmt: skip
+                collection=collection,
+                name=entry.name,
+                reason=entry.error,
+                key=entry.key,
+                source_path=entry.path,
+                **who,
+            )
         else:
             document, created = document_upload(
-                collection=collection, name=entry.name, data=entry.data,
-                source_path=entry.path, enqueue=enqueue, **who,
-            )  # fmt: skip
+                collection=collection,
+                name=entry.name,
+                data=entry.data,
+                source_path=entry.path,
+                enqueue=enqueue,
+                **who,
+            )
         outcomes.append(_outcome(entry.name, entry.path, document, duplicate=not created))
     return outcomes
 
@@ -299,84 +317,6 @@ def collection_saved(
         collection_id=collection.id,
         summary=f"{'Created' if created else 'Changed'} collection {collection.name}",
         payload={"slug": collection.slug, "name": collection.name, "changes": changes},
-    )
-
-
-def grant_set(
-    *,
-    collection: Collection,
-    group: Group,
-    can_manage: bool | None,
-    user: User | None = None,
-    meta: RequestMeta | None = None,
-    actor_name: str = "",
-) -> None:
-    """Grant (read, or manage) a collection to a group; `can_manage=None` revokes."""
-    with audited(user=user, meta=meta, name=actor_name):
-        if can_manage is None:
-            CollectionGrant.objects.filter(collection=collection, group=group).delete()
-            access = "none"
-        else:
-            CollectionGrant.objects.update_or_create(
-                collection=collection, group=group, defaults={"can_manage": can_manage}
-            )
-            access = "manage" if can_manage else "read"
-        grant_recorded(
-            collection=collection, group=group, access=access, user=user, meta=meta,
-            actor_name=actor_name,
-        )  # fmt: skip
-
-
-def grant_recorded(
-    *,
-    collection: Collection,
-    group: Group,
-    access: str,
-    user: User | None = None,
-    meta: RequestMeta | None = None,
-    actor_name: str = "",
-) -> None:
-    """Audit a grant change made elsewhere in the same transaction (e.g. the admin inline)."""
-    Actor(user=user, meta=meta, name=actor_name).record(
-        AuditEvent.Type.GRANT_CHANGED,
-        collection_id=collection.id,
-        summary=f"{group.name}: {access} on {collection.slug}",
-        payload={"collection": collection.slug, "group": group.name, "access": access},
-    )
-
-
-def roles_changed(
-    *,
-    target: User,
-    before: list[str],
-    after: list[str],
-    user: User | None = None,
-    meta: RequestMeta | None = None,
-    actor_name: str = "",
-) -> None:
-    """Audit a change of a user's groups (roles); nothing when they are the same."""
-    if sorted(before) == sorted(after):
-        return
-    Actor(user=user, meta=meta, name=actor_name).record(
-        AuditEvent.Type.ROLE_CHANGED,
-        summary=f"Groups of {target.username}: {', '.join(sorted(after)) or 'none'}",
-        payload={
-            "user": target.username,
-            "user_id": target.id,
-            "before": sorted(before),
-            "after": sorted(after),
-        },
-    )
-
-
-def user_deleted(
-    *, target: User, user: User | None = None, meta: RequestMeta | None = None
-) -> None:
-    """Audit a user deleted in the caller's transaction (the admin)."""
-    Actor(user=user, meta=meta).record(
-        AuditEvent.Type.USER_DELETED,
-        summary=f"Deleted user {target.username}",
-        payload={"user": target.username, "user_id": target.id},
     )
 
 

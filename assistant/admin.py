@@ -4,6 +4,10 @@ The ingest models are registered here, not in ingest/, because every change an a
 makes is audited and the audit trail belongs to this app.
 """
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, cast
+
 from django.contrib import admin, messages
 from django.contrib.auth.admin import UserAdmin
 from django.contrib.auth.models import User
@@ -15,7 +19,17 @@ from django.utils.html import format_html
 from audit.append import RequestMeta
 from ingest.models import Collection, CollectionGrant, Document
 
-from . import actions
+from . import access, actions
+
+if TYPE_CHECKING:
+    from django.db.models import QuerySet
+    from django.forms import BaseFormSet, BaseInlineFormSet, ModelForm
+    from django.http import HttpRequest
+
+
+def _staff(request: HttpRequest) -> User:
+    """Who acts: the admin lets only a signed-in staff member in, never AnonymousUser."""
+    return cast("User", request.user)
 
 
 class GrantInline(admin.TabularInline):
@@ -37,31 +51,39 @@ class CollectionAdmin(admin.ModelAdmin):
         url = reverse("portal:collection", args=[obj.slug])
         return format_html('<a href="{}">Upload and view documents</a>', url)
 
-    def save_model(self, request, obj, form, change):
+    def save_model(
+        self, request: HttpRequest, obj: Collection, form: ModelForm[Collection], change: bool
+    ) -> None:
         if not change:
-            obj.created_by = request.user
+            obj.created_by = _staff(request)
         super().save_model(request, obj, form, change)
         actions.collection_saved(
             collection=obj,
             created=not change,
             changes={f: str(form.cleaned_data.get(f)) for f in form.changed_data},
-            user=request.user,
+            user=_staff(request),
             meta=RequestMeta.from_request(request),
         )
 
-    def delete_model(self, request, obj):
+    def delete_model(self, request: HttpRequest, obj: Collection) -> None:
         try:
             actions.collection_delete(
-                collection=obj, user=request.user, meta=RequestMeta.from_request(request)
+                collection=obj, user=_staff(request), meta=RequestMeta.from_request(request)
             )
         except PermissionDenied as exc:
             self.message_user(request, str(exc), level=messages.ERROR)
 
-    def delete_queryset(self, request, queryset):
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Collection]) -> None:
         for collection in queryset:
             self.delete_model(request, collection)
 
-    def save_formset(self, request, form, formset, change):
+    def save_formset(
+        self,
+        request: HttpRequest,
+        form: ModelForm[Collection],
+        formset: BaseInlineFormSet[CollectionGrant, Collection, ModelForm[CollectionGrant]],
+        change: bool,
+    ) -> None:
         # The admin's change view runs in one transaction: grants and their entries commit
         # together.
         super().save_formset(request, form, formset, change)
@@ -69,11 +91,14 @@ class CollectionAdmin(admin.ModelAdmin):
         changes = [(g, "manage" if g.can_manage else "read") for g in formset.new_objects]
         changes += [(g, "manage" if g.can_manage else "read") for g, _ in formset.changed_objects]
         changes += [(g, "none") for g in formset.deleted_objects]
-        for grant, access in changes:
-            actions.grant_recorded(
-                collection=form.instance, group=grant.group, access=access,
-                user=request.user, meta=meta,
-            )  # fmt: skip
+        for grant, level in changes:
+            access.grant_recorded(
+                collection=form.instance,
+                group=grant.group,
+                access=level,
+                user=_staff(request),
+                meta=meta,
+            )
 
 
 @admin.register(Document)
@@ -87,31 +112,31 @@ class DocumentAdmin(admin.ModelAdmin):
     exclude = ["text"]
     actions = ["reingest"]
 
-    def has_add_permission(self, request):
+    def has_add_permission(self, request: HttpRequest) -> bool:
         return False
 
-    def has_change_permission(self, request, obj=None):
+    def has_change_permission(self, request: HttpRequest, obj: Document | None = None) -> bool:
         return False
 
     @admin.action(description="Re-ingest the selected documents")
-    def reingest(self, request, queryset):
+    def reingest(self, request: HttpRequest, queryset: QuerySet[Document]) -> None:
         queued = sum(
             actions.document_reingest(
-                document=document, user=request.user, meta=RequestMeta.from_request(request)
+                document=document, user=_staff(request), meta=RequestMeta.from_request(request)
             )
             for document in queryset
         )
         self.message_user(request, f"{queued} document(s) queued again.")
 
-    def delete_model(self, request, obj):
+    def delete_model(self, request: HttpRequest, obj: Document) -> None:
         try:
             actions.document_erase(
-                document=obj, user=request.user, meta=RequestMeta.from_request(request)
+                document=obj, user=_staff(request), meta=RequestMeta.from_request(request)
             )
         except PermissionDenied as exc:
             self.message_user(request, str(exc), level=messages.ERROR)
 
-    def delete_queryset(self, request, queryset):
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Document]) -> None:
         for document in queryset:
             self.delete_model(request, document)
 
@@ -123,22 +148,31 @@ admin.site.unregister(User)
 class AttestUserAdmin(UserAdmin):
     """Role changes (group membership) and deletions are audited."""
 
-    def delete_model(self, request, obj):
+    def delete_model(self, request: HttpRequest, obj: User) -> None:
         with transaction.atomic():
-            actions.user_deleted(
-                target=obj, user=request.user, meta=RequestMeta.from_request(request)
+            access.user_deleted(
+                target=obj, user=_staff(request), meta=RequestMeta.from_request(request)
             )
             super().delete_model(request, obj)
 
-    def delete_queryset(self, request, queryset):
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[User]) -> None:
         for user in queryset:
             self.delete_model(request, user)
 
-    def save_related(self, request, form, formsets, change):
+    def save_related(
+        self,
+        request: HttpRequest,
+        form: ModelForm[User],
+        formsets: list[BaseFormSet[Any]],
+        change: bool,
+    ) -> None:
         before = list(form.instance.groups.values_list("name", flat=True)) if change else []
         super().save_related(request, form, formsets, change)
         after = list(form.instance.groups.values_list("name", flat=True))
-        actions.roles_changed(
-            target=form.instance, before=before, after=after, user=request.user,
+        access.roles_changed(
+            target=form.instance,
+            before=before,
+            after=after,
+            user=_staff(request),
             meta=RequestMeta.from_request(request),
-        )  # fmt: skip
+        )

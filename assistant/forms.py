@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from typing import Any
+
 from django import forms
 from django.conf import settings
 from django.contrib.auth.forms import AuthenticationForm
@@ -10,7 +12,7 @@ from . import throttle
 class ThrottledAuthenticationForm(AuthenticationForm):
     """Refuses a locked-out username before checking its password (see throttle.py)."""
 
-    def clean(self):
+    def clean(self) -> dict[str, Any]:
         username = (self.cleaned_data.get("username") or "").strip()
         if throttle.locked_out(username):
             minutes = max(1, settings.LOGIN_LOCKOUT_SECONDS // 60)
@@ -38,11 +40,11 @@ class MultipleFileInput(forms.ClearableFileInput):
 
 
 class MultipleFileField(forms.FileField):
-    def __init__(self, *args, **kwargs) -> None:
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
         kwargs.setdefault("widget", MultipleFileInput(attrs={"multiple": True}))
         super().__init__(*args, **kwargs)
 
-    def clean(self, data, initial=None):
+    def clean(self, data: Any, initial: Any | None = None) -> list[Any]:
         single = super().clean
         if isinstance(data, list | tuple):
             return [single(d, initial) for d in data]
@@ -50,7 +52,9 @@ class MultipleFileField(forms.FileField):
 
 
 class UploadForm(forms.Form):
-    files = MultipleFileField(
+    # A field named like BaseForm.files (the bound uploads); the form's metaclass moves it into
+    # base_fields, so the attribute stays the uploads at run time.
+    files = MultipleFileField(  # type: ignore[assignment]  # a field, not BaseForm.files
         help_text=(
             "PDF, Word, TXT, Markdown, HTML, e-mail (.eml), PNG, JPEG, TIFF; several at once, "
             "or .zip archives of them"

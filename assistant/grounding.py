@@ -8,9 +8,12 @@ question, each cited) used when there is no model or its answer cannot be shown.
 from __future__ import annotations
 
 import re
+from typing import TYPE_CHECKING
 
-from .prompt import Passage
 from .text import CITATION, content_words
+
+if TYPE_CHECKING:
+    from .prompt import Passage
 
 SENTENCE_SPLIT = re.compile(r"(?<=[.!?;])\s+|\n\s*\n")
 

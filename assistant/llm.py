@@ -9,14 +9,21 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol, TypeVar
 
 from django.conf import settings
 
 from .prompt import Passage, Turn, chat_messages, completion_prompt
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable, Iterator, Sequence
+
+    from openai import OpenAI
+
+_T = TypeVar("_T")
+_Choice_co = TypeVar("_Choice_co", covariant=True)
 
 
 @dataclass(frozen=True)
@@ -42,7 +49,14 @@ class LLM(Protocol):
         ...
 
 
-def _client():
+class _Chunk(Protocol[_Choice_co]):
+    """A streamed chunk of either endpoint: its choices carry the text."""
+
+    @property
+    def choices(self) -> Sequence[_Choice_co]: ...
+
+
+def _client() -> OpenAI:
     from openai import OpenAI
 
     # The client's own retries would also retry timeouts and server errors; Attest retries
@@ -55,7 +69,7 @@ def _client():
     )
 
 
-def _open_stream(create):
+def _open_stream(create: Callable[[], _T]) -> _T:
     """Call `create()` (a streaming request), retrying connection errors with backoff."""
     import openai
 
@@ -76,7 +90,9 @@ def _open_stream(create):
     raise GenerationError("unreachable")  # pragma: no cover
 
 
-def _deltas(stream, pick) -> Iterator[str]:
+def _deltas(
+    stream: Iterable[_Chunk[_Choice_co]], pick: Callable[[_Choice_co], str | None]
+) -> Iterator[str]:
     import openai
 
     try:

@@ -11,11 +11,15 @@ retrieval to that patient's records; never mix two patients in one answer.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from ingest.records import PatientMatch, patients_named
-from ingest.selectors import ChunkHit
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from ingest.selectors import ChunkHit
 
 _DATE = re.compile(r"\b(\d{4}-\d{2}-\d{2})\b")
 
@@ -72,15 +76,83 @@ def one_patient(hits: list[ChunkHit]) -> list[ChunkHit]:
 # record. Everything else in a question about a patient (a condition, a medication, a test)
 # must appear in the passages found, or the records do not show it.
 QUESTION_WORDS = {
-    "when", "what", "which", "who", "how", "was", "were", "is", "are", "does", "did", "do",
-    "diagnosed", "diagnosis", "prescribed", "prescription", "started", "start", "given",
-    "most", "recent", "latest", "last", "current", "currently", "taking", "take", "takes",
-    "medications", "medication", "medicines", "drugs", "allergies", "allergy", "allergic",
-    "recorded", "record", "records", "documented", "date", "birth", "born", "dob", "have",
-    "has", "had", "patient", "patients", "value", "result", "results", "level", "reading",
-    "measured", "measurement", "first", "ever", "with", "for", "of", "the", "a", "an", "on",
-    "in", "to", "s", "his", "her", "their", "any", "all", "list", "show", "tell", "me",
-}  # fmt: skip
+    "when",
+    "what",
+    "which",
+    "who",
+    "how",
+    "was",
+    "were",
+    "is",
+    "are",
+    "does",
+    "did",
+    "do",
+    "diagnosed",
+    "diagnosis",
+    "prescribed",
+    "prescription",
+    "started",
+    "start",
+    "given",
+    "most",
+    "recent",
+    "latest",
+    "last",
+    "current",
+    "currently",
+    "taking",
+    "take",
+    "takes",
+    "medications",
+    "medication",
+    "medicines",
+    "drugs",
+    "allergies",
+    "allergy",
+    "allergic",
+    "recorded",
+    "record",
+    "records",
+    "documented",
+    "date",
+    "birth",
+    "born",
+    "dob",
+    "have",
+    "has",
+    "had",
+    "patient",
+    "patients",
+    "value",
+    "result",
+    "results",
+    "level",
+    "reading",
+    "measured",
+    "measurement",
+    "first",
+    "ever",
+    "with",
+    "for",
+    "of",
+    "the",
+    "a",
+    "an",
+    "on",
+    "in",
+    "to",
+    "s",
+    "his",
+    "her",
+    "their",
+    "any",
+    "all",
+    "list",
+    "show",
+    "tell",
+    "me",
+}
 
 # Common abbreviations and the names records use for them (either side counts as present).
 SYNONYMS = {

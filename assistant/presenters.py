@@ -4,7 +4,7 @@ question's words marked, and the context the answer fragment template needs."""
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.urls import reverse
 from django.utils.html import escape
@@ -12,8 +12,10 @@ from django.utils.safestring import SafeString, mark_safe
 
 from ingest.redaction import redact as redact_text
 
-from .models import Answer, Citation
 from .text import CITATION, content_words
+
+if TYPE_CHECKING:
+    from .models import Answer, Citation
 
 
 def citations_to_links(text: str, *, valid: set[int] | dict[int, str]) -> SafeString:

@@ -6,8 +6,12 @@ Passage text is untrusted data: it is fenced in the prompt and never treated as 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from .text import CITATION
+
+if TYPE_CHECKING:
+    from openai.types.chat import ChatCompletionMessageParam
 
 PROMPT_VERSION = "2026-11-24.1"
 NOT_IN_DOCUMENTS = "NOT_IN_DOCUMENTS"
@@ -51,9 +55,9 @@ SYSTEM_PROMPT = (
 
 def chat_messages(
     question: str, passages: list[Passage], history: list[Turn] | None = None
-) -> list[dict[str, str]]:
+) -> list[ChatCompletionMessageParam]:
     blocks = "\n\n".join(f"{_passage_header(p)}\n<passage>\n{p.text}\n</passage>" for p in passages)
-    messages = [{"role": "system", "content": SYSTEM_PROMPT}]
+    messages: list[ChatCompletionMessageParam] = [{"role": "system", "content": SYSTEM_PROMPT}]
     for turn in history or []:
         messages.append({"role": "user", "content": f"Question: {turn.question}"})
         messages.append({"role": "assistant", "content": turn.answer})

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from django.conf import settings
 
@@ -11,6 +11,9 @@ from ingest.embedding import get_embedder
 from ingest.selectors import ChunkHit, chunk_search
 
 from .text import content_words
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
 
 
 def retrieve(

@@ -2,20 +2,25 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from django.conf import settings
-from django.db.models import QuerySet
 
 from audit.models import AuditEvent
 from ingest.selectors import collection_list
 
 from .models import Answer, Question
 
+if TYPE_CHECKING:
+    from django.contrib.auth.models import User
+    from django.db.models import QuerySet
+
 
 def default_k() -> int:
     return settings.RETRIEVAL_K
 
 
-def question_list(*, user) -> QuerySet[Question]:
+def question_list(*, user: User) -> QuerySet[Question]:
     """The user's own questions, in collections they may still read."""
     return (
         Question.objects.filter(user=user, collection__in=collection_list(user=user))
@@ -24,7 +29,7 @@ def question_list(*, user) -> QuerySet[Question]:
     )
 
 
-def question_get(*, user, pk: int) -> Question:
+def question_get(*, user: User, pk: int) -> Question:
     return question_list(user=user).get(pk=pk)
 
 

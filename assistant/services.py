@@ -6,20 +6,28 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 
-from audit.append import RequestMeta
-from ingest.models import Collection
-
 from . import grounding, patients, prompt
 from .llm import GenerationError, get_llm
-from .models import Answer, Question
-from .prompt import Passage
+from .prompt import Passage, Turn
 from .retrieval import answerable, evidence, is_relevant, retrieve
 from .storage import Draft, answer_store
+
+if TYPE_CHECKING:
+    from collections.abc import Generator, Iterator
+
+    from django.contrib.auth.models import User
+
+    from audit.append import RequestMeta
+    from ingest.models import Collection
+    from ingest.selectors import ChunkHit
+
+    from .llm import LLM
+    from .models import Answer, Question
+    from .patients import PatientScope
 
 logger = logging.getLogger(__name__)
 
@@ -30,7 +38,7 @@ def refusal_text(collection: Collection) -> str:
 
 def question_ask(
     *,
-    user,
+    user: User | None,
     collection: Collection,
     question: str,
     k: int,
@@ -53,13 +61,13 @@ def question_ask(
 
 def question_ask_stream(
     *,
-    user,
+    user: User | None,
     collection: Collection,
     question: str,
     k: int,
     meta: RequestMeta | None = None,
     follows: Question | None = None,
-) -> Iterator[dict[str, Any]]:
+) -> Generator[dict[str, Any], None, None]:
     """The same as question_ask, as events: `passages`, then `token`s while the model writes,
     then `done` with the stored Answer (after grounding checks and any fallback).
 
@@ -68,7 +76,7 @@ def question_ask_stream(
     """
     started = time.monotonic()
     question = question.strip()
-    history = []
+    history: list[Turn] = []
     search_text = question
     if follows is not None and hasattr(follows, "answer"):
         history = [prompt.Turn(question=follows.text, answer=follows.answer.text)]
@@ -77,7 +85,7 @@ def question_ask_stream(
     # Clinical records: a question naming a patient searches only that patient's documents;
     # one naming several gets a question back (assistant/patients.py).
     scope = patients.patient_scope(question=search_text, collection_ids=[collection.id])
-    hits = []
+    hits: list[ChunkHit] = []
     if not scope.ambiguous:
         hits = retrieve(
             question=patients.search_text(search_text) if scope.patients else search_text,
@@ -146,11 +154,14 @@ def question_ask_stream(
     yield {"type": "done", "answer": answer}
 
 
-def _patient_topic(question: str, scope, relevant: list, *, collection_id: int, k: int):
+def _patient_topic(
+    question: str, scope: PatientScope, relevant: list[ChunkHit], *, collection_id: int, k: int
+) -> tuple[list[ChunkHit], str]:
     """(passages, missing words). When the words naming what is asked about are not all in the
     passages, search the patient's records for those words alone (full text) and put what it
     finds first; the words still missing after that are what the records do not show."""
     patient = scope.patient
+    assert patient is not None  # called only for a question naming one patient
     texts = [h.text for h in relevant]
     topic = patients.missing_topic(question=question, patient=patient, texts=texts)
     if not topic:
@@ -171,10 +182,12 @@ def _patient_topic(question: str, scope, relevant: list, *, collection_id: int, 
     return relevant, patients.missing_topic(question=question, patient=patient, texts=texts)
 
 
-def _stream_model(llm, draft: Draft, question, passages, history) -> Iterator[dict[str, Any]]:
+def _stream_model(
+    llm: LLM, draft: Draft, question: str, passages: list[Passage], history: list[Turn]
+) -> Iterator[dict[str, Any]]:
     """Forward the model's tokens; hold back a possible NOT_IN_DOCUMENTS marker."""
     marker = prompt.NOT_IN_DOCUMENTS
-    pending = ""
+    pending: str | None = ""
     try:
         for delta in llm.stream(question=question, passages=passages, history=history):
             draft.streamed.append(delta)
@@ -195,7 +208,9 @@ def _stream_model(llm, draft: Draft, question, passages, history) -> Iterator[di
         draft.refused = True
 
 
-def _finish(draft: Draft, *, collection, question: str, passages: list[Passage]) -> None:
+def _finish(
+    draft: Draft, *, collection: Collection, question: str, passages: list[Passage]
+) -> None:
     """Grounding checks on the model's text, or the extractive answer in its place.
 
     `question` is what was searched for (a follow-up includes the turn before it)."""

@@ -6,7 +6,7 @@ from __future__ import annotations
 import hashlib
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.db import transaction
@@ -16,7 +16,16 @@ from audit.models import AuditEvent
 
 from . import grounding, prompt
 from .models import Answer, Citation, Question
-from .retrieval import Evidence
+
+if TYPE_CHECKING:
+    from django.contrib.auth.models import User
+
+    from audit.append import RequestMeta
+    from ingest.models import Collection
+    from ingest.selectors import ChunkHit
+
+    from .prompt import Passage
+    from .retrieval import Evidence
 
 
 def generation_parameters(*, k: int) -> dict[str, Any]:
@@ -62,8 +71,17 @@ class Draft:
 
 
 def answer_store(
-    draft: Draft, user, collection, question, k, meta, follows, relevant, passages, started
-):
+    draft: Draft,
+    user: User | None,
+    collection: Collection,
+    question: str,
+    k: int,
+    meta: RequestMeta | None,
+    follows: Question | None,
+    relevant: list[ChunkHit],
+    passages: list[Passage],
+    started: float,
+) -> Answer:
     unsupported: list[dict[str, object]] = []
     if not draft.refused and draft.backend not in {"extractive", "none"} and draft.text:
         unsupported = grounding.unsupported_sentences(

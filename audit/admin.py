@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from django.contrib import admin
 
 from .models import AuditEvent, ChainCheck
+
+if TYPE_CHECKING:
+    from django.http import HttpRequest
 
 
 @admin.register(AuditEvent)
@@ -17,13 +22,13 @@ class AuditEventAdmin(admin.ModelAdmin):
     search_fields = ["actor_username", "event_type", "summary"]
     exclude = ["search_text"]
 
-    def has_add_permission(self, request):
+    def has_add_permission(self, request: HttpRequest) -> bool:
         return False
 
-    def has_change_permission(self, request, obj=None):
+    def has_change_permission(self, request: HttpRequest, obj: AuditEvent | None = None) -> bool:
         return False
 
-    def has_delete_permission(self, request, obj=None):
+    def has_delete_permission(self, request: HttpRequest, obj: AuditEvent | None = None) -> bool:
         return False
 
 
@@ -31,8 +36,8 @@ class AuditEventAdmin(admin.ModelAdmin):
 class ChainCheckAdmin(admin.ModelAdmin):
     list_display = ["checked_at", "ok", "entries", "redacted", "first_broken_id", "seconds"]
 
-    def has_add_permission(self, request):
+    def has_add_permission(self, request: HttpRequest) -> bool:
         return False
 
-    def has_change_permission(self, request, obj=None):
+    def has_change_permission(self, request: HttpRequest, obj: ChainCheck | None = None) -> bool:
         return False

@@ -14,10 +14,9 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
-from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import orjson
 from django.db import DEFAULT_DB_ALIAS, connections, transaction
@@ -26,6 +25,12 @@ from django.utils import timezone
 from . import writer
 from .canonical import canonical_json, spliced_document
 from .models import AuditEvent
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+    from django.http import HttpRequest
 
 _sha256 = hashlib.sha256
 # One advisory lock for the whole chain ("ATTE"); attest_audit_append (migration 0010) takes it.
@@ -61,7 +66,7 @@ class RequestMeta:
     user_agent: str = ""
 
     @classmethod
-    def from_request(cls, request) -> RequestMeta:
+    def from_request(cls, request: HttpRequest | None) -> RequestMeta:
         if request is None:
             return cls()
         return cls(
@@ -108,7 +113,7 @@ def _search_text(summary: str, payload: Any) -> str:
 def audit_record(
     *,
     event_type: str,
-    actor=None,
+    actor: AbstractBaseUser | AnonymousUser | None = None,
     payload: dict[str, Any],
     meta: RequestMeta | None = None,
     collection_id: int | None = None,
@@ -135,7 +140,11 @@ def audit_record(
     # The payload's canonical text is what is hashed and stored verbatim (a `json` column),
     # which is what lets verify hash it without parsing.
     payload_json = canonical_json(payload)
-    user = actor if actor is not None and getattr(actor, "is_authenticated", False) else None
+    # A signed-in user (an anonymous one is not authenticated).
+    user = cast(
+        "AbstractBaseUser | None",
+        actor if actor is not None and getattr(actor, "is_authenticated", False) else None,
+    )
     actor_id = user.pk if user is not None else None
     actor_username = (getattr(user, "username", "") or actor_username)[:150]
     summary = " ".join(summary.split())[:300]
@@ -159,9 +168,19 @@ def audit_record(
     payload = orjson.loads(payload_json)
     search_text = _search_text(summary, payload)
     params = (
-        created_at, event_type, actor_id, actor_username, ip_address, meta.user_agent,
-        collection_id, flagged, summary, search_text, payload_json.decode(), payload_hash,
-    )  # fmt: skip
+        created_at,
+        event_type,
+        actor_id,
+        actor_username,
+        ip_address,
+        meta.user_agent,
+        collection_id,
+        flagged,
+        summary,
+        search_text,
+        payload_json.decode(),
+        payload_hash,
+    )
     db = connections[DEFAULT_DB_ALIAS]
     if db.in_atomic_block or not db.get_autocommit():
         # The entry commits (or rolls back) with the caller's action.
@@ -171,11 +190,27 @@ def audit_record(
         # that other threads of this process are recording at the same moment.
         new_id, seq, prev_hash, entry_hash = writer.append_batched(params)
     # Positional, in the model's field order: Model.__init__'s fast path.
-    event = AuditEvent(
-        new_id, created_at, event_type, actor_id, actor_username, ip_address, meta.user_agent,
-        collection_id, flagged, summary, search_text, None, payload, seq, payload_hash,
-        prev_hash, entry_hash, False, None,
-    )  # fmt: skip
+    event = AuditEvent(  # type: ignore[misc]  # django-stubs counts each FK twice here
+        new_id,
+        created_at,
+        event_type,
+        actor_id,
+        actor_username,
+        ip_address,
+        meta.user_agent,
+        collection_id,
+        flagged,
+        summary,
+        search_text,
+        None,
+        payload,
+        seq,
+        payload_hash,
+        prev_hash,
+        entry_hash,
+        False,
+        None,
+    )
     if user is not None:
         AuditEvent.actor.field.set_cached_value(event, user)
     event._state.adding = False
@@ -187,7 +222,7 @@ def audit_record(
 class Actor:
     """Who does something, and from where, as the entries of their actions record it."""
 
-    user: Any = None
+    user: AbstractBaseUser | AnonymousUser | None = None
     meta: RequestMeta | None = None
     name: str = ""  # without a signed-in user: a command's operator, "system"
 
@@ -214,7 +249,10 @@ class Actor:
 
 @contextmanager
 def audited(
-    *, user: Any = None, meta: RequestMeta | None = None, name: str = ""
+    *,
+    user: AbstractBaseUser | AnonymousUser | None = None,
+    meta: RequestMeta | None = None,
+    name: str = "",
 ) -> Iterator[Actor]:
     """An action and the entries it records, in one transaction: both commit, or neither."""
     with transaction.atomic():

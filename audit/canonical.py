@@ -145,16 +145,32 @@ def content_matches(
     not canonical but equal in value (entries written before migration 0012 that it could not
     rewrite) still verifies, and only a real alteration fails both."""
     document = spliced_document(
-        event_type, created_at, actor_id, actor_username, ip_address, user_agent,
-        collection_id, flagged, summary, payload_json,
-    )  # fmt: skip
+        event_type,
+        created_at,
+        actor_id,
+        actor_username,
+        ip_address,
+        user_agent,
+        collection_id,
+        flagged,
+        summary,
+        payload_json,
+    )
     if _sha256(document).hexdigest() == payload_hash:
         return True
     try:
         recomputed = stored_payload_hash(
-            event_type, created_at, actor_id, actor_username, ip_address, user_agent,
-            collection_id, flagged, summary, payload_json,
-        )  # fmt: skip
+            event_type,
+            created_at,
+            actor_id,
+            actor_username,
+            ip_address,
+            user_agent,
+            collection_id,
+            flagged,
+            summary,
+            payload_json,
+        )
     except orjson.JSONDecodeError:
         # Valid JSON orjson cannot read (integers beyond 64 bits), which audit_record cannot
         # have written: the entry is named rather than verify failing.

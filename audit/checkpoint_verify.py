@@ -11,14 +11,16 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
-
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from typing import TYPE_CHECKING, Any
 
 from . import merkle
 from .checkpoints import Checkpoint, checkpoints_read
 from .verify import audit_verify
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 
 class CheckpointSink:
@@ -150,7 +152,7 @@ class _CheckpointFiles:
 
 def _checkpoint_files(directory: Path, public_key: Ed25519PublicKey) -> _CheckpointFiles:
     checkpoints, unreadable = checkpoints_read(directory)
-    problems = [
+    problems: list[dict[str, Any]] = [
         {"kind": "checkpoint", "id": None, "seq": None, "checkpoint": name, "reason": reason}
         for name, reason in unreadable
     ]
@@ -165,7 +167,7 @@ def _checkpoint_files(directory: Path, public_key: Ed25519PublicKey) -> _Checkpo
                     "seq": None,
                     "checkpoint": c.file_name,
                     "reason": f"checkpoint {c.file_name}: {problem}",
-                }  # fmt: skip
+                }
             )
         else:
             valid.append(c)

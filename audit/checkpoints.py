@@ -259,7 +259,7 @@ def checkpoint_store(checkpoint: Checkpoint, *, directory: Path | None = None) -
     name = f"checkpoint-{checkpoint.tree_size:012d}-{stamp}.json"
     tmp = directory / f".{name}.tmp"
     tmp.write_text(json.dumps(checkpoint.as_file(), indent=1) + "\n")
-    os.replace(tmp, directory / name)
+    tmp.replace(directory / name)
     checkpoint.file_name = name
     AuditCheckpoint.objects.create(
         tree_size=checkpoint.tree_size,

@@ -4,13 +4,19 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.core.checks import Tags, Warning, register
 
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from django.apps import AppConfig
+
 
 @register(Tags.security, deploy=True)
-def audit_signing_check(app_configs, **kwargs) -> list[Warning]:  # noqa: ARG001
+def audit_signing_check(app_configs: Sequence[AppConfig] | None, **kwargs: Any) -> list[Warning]:
     from .checkpoints import SigningKeyMissing, load_signing_key
 
     problems: list[Warning] = []

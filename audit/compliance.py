@@ -9,13 +9,11 @@ from __future__ import annotations
 import csv
 import io
 import json
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from datetime import date, datetime, time, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.db import connection
-from django.db.models import QuerySet
 from django.utils import timezone
 from django.utils.dateparse import parse_date
 
@@ -23,11 +21,28 @@ from ingest.models import Collection
 
 from .models import AuditEvent
 
+if TYPE_CHECKING:
+    from collections.abc import Iterator, Mapping
+
+    from django.db.models import QuerySet
+
 ANSWER_TYPES = (AuditEvent.Type.QUESTION_ANSWERED, AuditEvent.Type.QUESTION_REFUSED)
 EXPORT_FIELDS = [
-    "id", "created_at", "event_type", "actor", "ip_address", "user_agent", "collection_id",
-    "flagged", "summary", "redacted", "payload_hash", "prev_hash", "entry_hash", "payload",
-]  # fmt: skip
+    "id",
+    "created_at",
+    "event_type",
+    "actor",
+    "ip_address",
+    "user_agent",
+    "collection_id",
+    "flagged",
+    "summary",
+    "redacted",
+    "payload_hash",
+    "prev_hash",
+    "entry_hash",
+    "payload",
+]
 
 
 @dataclass(frozen=True)
@@ -42,7 +57,7 @@ class AuditFilter:
     patient: int | None = None  # questions whose passages came from this patient's records
 
     @classmethod
-    def from_params(cls, params) -> AuditFilter:
+    def from_params(cls, params: Mapping[str, Any]) -> AuditFilter:
         # PostgreSQL text cannot hold NUL characters: drop them from every parameter.
         params = {k: str(params.get(k) or "").replace("\x00", "") for k in params}
 
@@ -104,7 +119,7 @@ def audit_query(*, filters: AuditFilter) -> QuerySet[AuditEvent]:
     if filters.patient:
         qs = qs.filter(payload__patient_ids__contains=[filters.patient])
     if filters.q:
-        qs = qs.extra(  # noqa: S610 - parameterised; websearch syntax is safe for any input
+        qs = qs.extra(
             where=["search_vector @@ websearch_to_tsquery('english', %s)"], params=[filters.q]
         )
     return qs.order_by("-id")

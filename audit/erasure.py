@@ -7,8 +7,8 @@ entry as redacted instead of recomputing its hash.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
 from django.conf import settings
 from django.db import connection, transaction
@@ -16,6 +16,11 @@ from django.utils import timezone
 
 from .append import audit_record
 from .models import AuditEvent
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
+    from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 
 TOMBSTONE_SUMMARY = "[redacted]"
 
@@ -35,8 +40,7 @@ def _redact(events: Iterable[int], *, reason: str) -> int:
             "WHERE id = ANY(%s) AND NOT redacted",
             [tombstone, TOMBSTONE_SUMMARY, now, ids],
         )
-        changed = cursor.rowcount
-    return changed
+        return cursor.rowcount
 
 
 def audit_redact_document(*, document_id: int, reason: str) -> int:
@@ -60,7 +64,9 @@ def audit_redact_document(*, document_id: int, reason: str) -> int:
     return _redact(ids, reason=reason)
 
 
-def audit_purge_expired(*, actor=None, now: datetime | None = None) -> int:
+def audit_purge_expired(
+    *, actor: AbstractBaseUser | AnonymousUser | None = None, now: datetime | None = None
+) -> int:
     """Tombstone entries older than AUDIT_RETENTION_DAYS, except collections on legal hold."""
     days = settings.AUDIT_RETENTION_DAYS
     if days <= 0:

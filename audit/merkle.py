@@ -183,7 +183,7 @@ class Frontier:
     amortised hashing per appended leaf; `root()` at any size. Used to recompute the tree
     while streaming entries."""
 
-    __slots__ = ("size", "_stack")
+    __slots__ = ("_stack", "size")
 
     def __init__(self) -> None:
         self.size = 0

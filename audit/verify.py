@@ -10,11 +10,10 @@ import hashlib
 import itertools
 import multiprocessing
 import time
-from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from django.conf import settings
 from django.db import connection, transaction
@@ -24,6 +23,9 @@ from . import merkle, tree
 from . import workers as audit_workers
 from .canonical import GENESIS_HASH, content_matches
 from .models import ChainCheck
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable, Iterator
 
 _sha256 = hashlib.sha256
 
@@ -77,9 +79,23 @@ _VERIFY_COLUMNS = (
     "payload, payload_hash::text, prev_hash::text, entry_hash::text, redacted, seq::int8"
 )
 _VERIFY_TYPES = (
-    "int8", "text", "timestamptz", "int8", "text", "text", "text", "int8", "bool", "text",
-    "bytea", "text", "text", "text", "bool", "int8",
-)  # fmt: skip
+    "int8",
+    "text",
+    "timestamptz",
+    "int8",
+    "text",
+    "text",
+    "text",
+    "int8",
+    "bool",
+    "text",
+    "bytea",
+    "text",
+    "text",
+    "text",
+    "bool",
+    "int8",
+)
 # The parallel path's main process reads only what the chain and the tree need.
 _HASH_COLUMNS = (
     "id::int8, payload_hash::text, prev_hash::text, entry_hash::text, redacted, seq::int8"
@@ -91,8 +107,9 @@ _OWN_RANGES = 3
 
 
 def _copy_query(columns: str, where: str = "") -> str:
+    # `columns` and `where` are this module's constants, never user input.
     return (
-        f"COPY (SELECT {columns} FROM assistant_auditevent {where} ORDER BY id) "
+        f"COPY (SELECT {columns} FROM assistant_auditevent {where} ORDER BY id) "  # noqa: S608
         "TO STDOUT (FORMAT BINARY)"
     )
 
@@ -163,14 +180,36 @@ class _Walk:
     def full_rows(self, rows: Iterable[tuple]) -> bool:
         """Walk _VERIFY_COLUMNS rows, recomputing each payload hash here."""
         for (
-            event_id, event_type, created_at, actor_id, actor_username, ip_address, user_agent,
-            collection_id, flagged, summary, payload, payload_hash, prev_hash, entry_hash,
-            is_redacted, seq,
-        ) in rows:  # fmt: skip
+            event_id,
+            event_type,
+            created_at,
+            actor_id,
+            actor_username,
+            ip_address,
+            user_agent,
+            collection_id,
+            flagged,
+            summary,
+            payload,
+            payload_hash,
+            prev_hash,
+            entry_hash,
+            is_redacted,
+            seq,
+        ) in rows:
             content_bad = not is_redacted and not content_matches(
-                event_type, created_at, actor_id, actor_username, ip_address, user_agent,
-                collection_id, flagged, summary, payload, payload_hash,
-            )  # fmt: skip
+                event_type,
+                created_at,
+                actor_id,
+                actor_username,
+                ip_address,
+                user_agent,
+                collection_id,
+                flagged,
+                summary,
+                payload,
+                payload_hash,
+            )
             if self.step(
                 event_id, seq, prev_hash, payload_hash, entry_hash, is_redacted, content_bad
             ):
@@ -183,14 +222,21 @@ class _Walk:
         step = self.step
         for event_id, payload_hash, prev_hash, entry_hash, is_redacted, seq in rows:
             if step(
-                event_id, seq, prev_hash, payload_hash, entry_hash, is_redacted,
+                event_id,
+                seq,
+                prev_hash,
+                payload_hash,
+                entry_hash,
+                is_redacted,
                 event_id == bad_at,
-            ):  # fmt: skip
+            ):
                 return True
         return False
 
 
-def _copy_walk(query: str, types: tuple[str, ...], walk_rows) -> None:
+def _copy_walk(
+    query: str, types: tuple[str, ...], walk_rows: Callable[[Iterator[tuple[Any, ...]]], bool]
+) -> None:
     """Stream one binary COPY through `walk_rows(rows)`; cancel the rest once it stops."""
     try:
         with connection.connection.cursor() as cursor, cursor.copy(query) as copy:
@@ -251,7 +297,7 @@ def _walk_in_parallel(walk: _Walk, workers: int, attach_sink: Callable[[], None]
     starting, so that whatever it reads (the checkpoint files) overlaps their start."""
     with transaction.atomic():
         snapshot, low, high = _snapshot_and_bounds()
-        if low is None or high - low + 1 < settings.AUDIT_VERIFY_PARALLEL_FROM:
+        if low is None or high is None or high - low + 1 < settings.AUDIT_VERIFY_PARALLEL_FROM:
             attach_sink()
             _walk_in_process(walk)
             return

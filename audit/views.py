@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from functools import wraps
-from typing import Any
+from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar
 
 from django.conf import settings
 from django.contrib import messages
@@ -13,6 +13,7 @@ from django.http import (
     Http404,
     HttpRequest,
     HttpResponse,
+    HttpResponseBase,
     StreamingHttpResponse,
 )
 from django.shortcuts import redirect, render
@@ -29,15 +30,23 @@ from .downloads import EXPORT_FORMATS, export_response, receipt_response
 from .models import AuditEvent, ChainCheck
 from .verify import audit_verify
 
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
 PERMISSION = "audit.review_audit"
 
+_P = ParamSpec("_P")
+_R = TypeVar("_R", bound=HttpResponseBase)
 
-def reviewer_required(view):
+
+def reviewer_required(
+    view: Callable[Concatenate[HttpRequest, _P], _R],
+) -> Callable[Concatenate[HttpRequest, _P], _R]:
     """Compliance officers (and administrators) only; anyone else gets a 404."""
 
     @login_required
     @wraps(view)
-    def wrapper(request: HttpRequest, *args, **kwargs):
+    def wrapper(request: HttpRequest, *args: _P.args, **kwargs: _P.kwargs) -> _R:
         if not request.user.has_perm(PERMISSION):
             raise Http404("No such page")
         return view(request, *args, **kwargs)
@@ -68,7 +77,9 @@ def event_list(request: HttpRequest) -> HttpResponse:
             "filters": filters,
             "rows": rows,
             "event_types": AuditEvent.Type.choices,
-            "next_url": "?" + urlencode({**params, "before": next_before}) if next_before else "",
+            "next_url": "?" + urlencode({**params, "before": str(next_before)})
+            if next_before
+            else "",
             "first_url": "?" + urlencode(params) if before else "",
             "query": urlencode(params),
             "badge": _badge(),
@@ -129,7 +140,7 @@ def compliance_answer_html(payload: dict[str, Any]) -> SafeString:
     return mark_safe(_CITATION.sub(link, str(escape(str(payload.get("answer", ""))))))  # noqa: S308
 
 
-def _pretty(payload) -> str:
+def _pretty(payload: Any) -> str:
     import json
 
     return json.dumps(payload, indent=2, ensure_ascii=False, sort_keys=True)

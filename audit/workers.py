@@ -38,7 +38,7 @@ _connection: psycopg.Connection | None = None
 def range_rows(conn: psycopg.Connection, columns: str, lo: int, hi: int) -> list[tuple]:
     """`columns` of the entries with lo <= id <= hi, in id order, as binary results."""
     query = (
-        f"SELECT {columns} FROM assistant_auditevent "
+        f"SELECT {columns} FROM assistant_auditevent "  # noqa: S608 - constant columns, int ids
         f"WHERE id BETWEEN {int(lo)} AND {int(hi)} ORDER BY id"
     )  # no parameters: the columns' format('%s', ...) is not a placeholder
     with psycopg.Cursor(conn) as cursor:
@@ -51,15 +51,35 @@ def first_content_mismatch(rows: list[tuple]) -> int | None:
     """The id of the first CONTENT_COLUMNS row whose content does not match its stored
     payload hash (audit_canonical.content_matches); tombstones are skipped."""
     for (
-        event_id, event_type, created_at, actor_id, actor_username, ip_address, user_agent,
-        collection_id, flagged, summary, payload, payload_hash, is_redacted,
-    ) in rows:  # fmt: skip
+        event_id,
+        event_type,
+        created_at,
+        actor_id,
+        actor_username,
+        ip_address,
+        user_agent,
+        collection_id,
+        flagged,
+        summary,
+        payload,
+        payload_hash,
+        is_redacted,
+    ) in rows:
         if is_redacted:
             continue
         if not content_matches(
-            event_type, created_at, actor_id, actor_username, ip_address, user_agent,
-            collection_id, flagged, summary, payload, payload_hash,
-        ):  # fmt: skip
+            event_type,
+            created_at,
+            actor_id,
+            actor_username,
+            ip_address,
+            user_agent,
+            collection_id,
+            flagged,
+            summary,
+            payload,
+            payload_hash,
+        ):
             return event_id
     return None
 

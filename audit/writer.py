@@ -13,10 +13,24 @@ import threading
 import time
 import weakref
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, cast
 
 import orjson
 import psycopg
 from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections
+
+if TYPE_CHECKING:
+    from datetime import datetime
+
+    from django.db.backends.base.base import BaseDatabaseWrapper
+    from django.db.backends.postgresql.base import DatabaseWrapper
+
+    # An entry as audit_record prepares it, in _BATCH_KEYS's order.
+    AppendParams = tuple[
+        datetime, str, int | None, str, str | None, str, int | None, bool, str, str, str, str
+    ]
+    # What the append functions return for it: (id, seq, prev_hash, entry_hash).
+    AppendedRow = tuple[int, int, str, str]
 
 _APPEND_SQL = (
     "SELECT new_id, new_seq, new_prev_hash, new_entry_hash FROM attest_audit_append("
@@ -39,12 +53,22 @@ _WAL_FLUSH_MIN_VERSION = 170000
 # synchronous commit there (see may_commit_early).
 _early_commit_ok: weakref.WeakKeyDictionary[object, bool] = weakref.WeakKeyDictionary()
 _BATCH_KEYS = (
-    "created_at", "event_type", "actor_id", "actor_username", "ip_address", "user_agent",
-    "collection_id", "flagged", "summary", "search_text", "payload", "payload_hash",
-)  # fmt: skip
+    "created_at",
+    "event_type",
+    "actor_id",
+    "actor_username",
+    "ip_address",
+    "user_agent",
+    "collection_id",
+    "flagged",
+    "summary",
+    "search_text",
+    "payload",
+    "payload_hash",
+)
 
 
-def may_commit_early(db) -> bool:
+def may_commit_early(db: DatabaseWrapper) -> bool:
     """Whether a batch of appends on this connection may commit without waiting for its WAL
     flush and flush after (the chain's lock is then free sooner; see _AppendBatcher).
 
@@ -67,17 +91,19 @@ def early_commit_allowed(pg_version: int, synchronous_standby_names: str) -> boo
     return pg_version >= _WAL_FLUSH_MIN_VERSION and not synchronous_standby_names.strip()
 
 
-def append_one(db, params: tuple) -> tuple[int, int, str, str]:
+def append_one(db: BaseDatabaseWrapper, params: AppendParams) -> AppendedRow:
     db.ensure_connection()
     db.validate_no_broken_transaction()
     # A server-side-bound, prepared statement on Django's own connection (so in the caller's
     # transaction when there is one): the arguments travel as parameters.
     with db.wrap_database_errors, psycopg.Cursor(db.connection) as cursor:
         cursor.execute(_APPEND_SQL, params, prepare=True)
-        return cursor.fetchone()
+        return cast("AppendedRow", cursor.fetchone())
 
 
-def _append_many(db, batch: list[tuple], *, early_commit: bool = False) -> list[tuple]:
+def _append_many(
+    db: BaseDatabaseWrapper, batch: list[AppendParams], *, early_commit: bool = False
+) -> list[AppendedRow]:
     """Several entries in one statement and one transaction (migration 0013), in order; with
     `early_commit`, that transaction commits without waiting for its WAL flush (the caller
     must flush: _wal_flush_on)."""
@@ -87,13 +113,13 @@ def _append_many(db, batch: list[tuple], *, early_commit: bool = False) -> list[
         entries = orjson.dumps([dict(zip(_BATCH_KEYS, params, strict=True)) for params in batch])
         sql = _APPEND_BATCH_EARLY_SQL if early_commit else _APPEND_BATCH_SQL
         cursor.execute(sql, (entries.decode(),), prepare=True)
-        rows = cursor.fetchall()
+        rows = cast("list[AppendedRow]", cursor.fetchall())
     if len(rows) != len(batch):
         raise RuntimeError(f"appended {len(rows)} audit entries of {len(batch)}")
     return rows
 
 
-def _wal_flush_on(db) -> None:
+def _wal_flush_on(db: BaseDatabaseWrapper) -> None:
     """Return once the WAL is on disk up to a record written now, so everything this
     connection saw committed before is durable."""
     with db.wrap_database_errors, psycopg.Cursor(db.connection) as cursor:
@@ -104,7 +130,7 @@ def wal_flush() -> None:
     """Make every committed audit entry durable (see _AppendBatcher): checkpoints call it
     before they sign a tree size, so no checkpoint covers an entry a crash could take away.
     Works inside a transaction too (the record it flushes is not transactional)."""
-    db = connections[DEFAULT_DB_ALIAS]
+    db = cast("DatabaseWrapper", connections[DEFAULT_DB_ALIAS])
     db.ensure_connection()
     if db.pg_version >= _WAL_FLUSH_MIN_VERSION:
         _wal_flush_on(db)
@@ -112,14 +138,14 @@ def wal_flush() -> None:
 
 @dataclass
 class _Pending:
-    params: tuple
-    row: tuple[int, int, str, str] | None = None
+    params: AppendParams
+    row: AppendedRow | None = None
     error: BaseException | None = None
     done: bool = False
     # Set when the entry is done, or when its thread is to lead the next batch.
     wake: threading.Event = field(default_factory=threading.Event)
 
-    def outcome(self) -> tuple[int, int, str, str]:
+    def outcome(self) -> AppendedRow:
         if self.error is not None:
             raise self.error
         assert self.row is not None
@@ -162,7 +188,7 @@ class _AppendBatcher:
         self._busy = False
         self._last_batch = 0
 
-    def append(self, params: tuple) -> tuple[int, int, str, str]:
+    def append(self, params: AppendParams) -> AppendedRow:
         entry = _Pending(params)
         with self._lock:
             self._pending.append(entry)
@@ -182,7 +208,8 @@ class _AppendBatcher:
             # Alone (nobody else appending): one synchronous commit is one round trip less
             # than committing early and flushing after.
             early = len(batch) > 1 or bool(self._pending)
-        db = connections[DEFAULT_DB_ALIAS]  # the leader's own connection, in autocommit
+        # The leader's own connection, in autocommit.
+        db = cast("DatabaseWrapper", connections[DEFAULT_DB_ALIAS])
         try:
             needs_flush = self._run(db, batch, early=early)
         except BaseException:
@@ -211,7 +238,7 @@ class _AppendBatcher:
         return entry.outcome()
 
     @staticmethod
-    def _run(db, batch: list[_Pending], *, early: bool = True) -> bool:
+    def _run(db: DatabaseWrapper, batch: list[_Pending], *, early: bool = True) -> bool:
         """Append the batch; True when it committed without waiting for its WAL flush."""
         early = early and may_commit_early(db)
         try:
@@ -246,7 +273,7 @@ def _batcher() -> _AppendBatcher:
     return batcher
 
 
-def append_batched(params: tuple) -> tuple[int, int, str, str]:
+def append_batched(params: AppendParams) -> AppendedRow:
     """Append one entry on its own: committed (and its WAL flushed) before this returns,
     possibly in one batch with entries other threads of this process are recording."""
     return _batcher().append(params)

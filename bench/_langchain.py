@@ -13,7 +13,10 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
 
 TABLE = """
 CREATE TABLE IF NOT EXISTS langchain_pg_embedding (

@@ -41,7 +41,7 @@ def cpu_times() -> list[int]:
     """The machine's CPU time counters (/proc/stat: user, nice, system, idle, iowait, irq,
     softirq, steal), or [] where there is no /proc."""
     try:
-        with open("/proc/stat") as f:
+        with Path("/proc/stat").open() as f:
             return [int(v) for v in f.readline().split()[1:9]]
     except OSError:
         return []
@@ -64,7 +64,7 @@ def machine() -> str:
     code's figures have differed 1.8x between them), so every figure needs this beside it."""
     model, flags = "unknown CPU", set()
     try:
-        with open("/proc/cpuinfo") as f:
+        with Path("/proc/cpuinfo").open() as f:
             for line in f:
                 key, _, value = line.partition(":")
                 if key.strip() == "model name":

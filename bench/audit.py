@@ -77,9 +77,12 @@ def bench_writers(writers: int, per_writer: int) -> None:
             try:
                 for i in range(per_writer):
                     with transaction.atomic() if mode != "on its own" else nullcontext():
-                        audit_record(event_type="question.answered",
-                                     payload=payload(w * per_writer + i), summary="bench",
-                                     actor_username=f"user{w}")  # fmt: skip
+                        audit_record(
+                            event_type="question.answered",
+                            payload=payload(w * per_writer + i),
+                            summary="bench",
+                            actor_username=f"user{w}",
+                        )
             except BaseException as exc:  # noqa: BLE001
                 errors.append(exc)
             finally:
@@ -96,11 +99,13 @@ def bench_writers(writers: int, per_writer: int) -> None:
         seconds = time.monotonic() - started
         busy, steal = cpu_shares(cpu_before, cpu_times())
         total = writers * per_writer
-        print(f"writes, each {mode}: {writers} concurrent writers x {per_writer} = {total} "
-              f"entries in {seconds:.2f} s -> {total / seconds:.0f} entries/s; errors: "
-              f"{len(errors)}; load average {load_before:.2f} before, "
-              f"{os.getloadavg()[0]:.2f} after; CPU busy {busy:.0%}, stolen by the host "
-              f"{steal:.0%}")  # fmt: skip
+        print(
+            f"writes, each {mode}: {writers} concurrent writers x {per_writer} = {total} "
+            f"entries in {seconds:.2f} s -> {total / seconds:.0f} entries/s; errors: "
+            f"{len(errors)}; load average {load_before:.2f} before, "
+            f"{os.getloadavg()[0]:.2f} after; CPU busy {busy:.0%}, stolen by the host "
+            f"{steal:.0%}"
+        )
 
 
 def bench_tree_latency(appends: int = 400) -> None:
@@ -134,10 +139,12 @@ def bench_tree_latency(appends: int = 400) -> None:
         audit_record(event_type="question.answered", payload=payload(i), summary="latency")
         totals.append((time.perf_counter() - t) * 1000)
     q = statistics.quantiles
-    print(f"tree cost per append ({appends} sequential appends): p50 "
-          f"{statistics.median(spent):.3f} ms, p99 {q(spent, n=100)[98]:.3f} ms, "
-          f"max {max(spent):.3f} ms; whole audit_record p50 {statistics.median(totals):.2f} ms, "
-          f"p99 {q(totals, n=100)[98]:.2f} ms")  # fmt: skip
+    print(
+        f"tree cost per append ({appends} sequential appends): p50 "
+        f"{statistics.median(spent):.3f} ms, p99 {q(spent, n=100)[98]:.3f} ms, "
+        f"max {max(spent):.3f} ms; whole audit_record p50 {statistics.median(totals):.2f} ms, "
+        f"p99 {q(totals, n=100)[98]:.2f} ms"
+    )
 
 
 def _frontier_at(size: int):
@@ -201,18 +208,38 @@ def bulk_fill(target: int, checkpoint_every: int) -> None:
                 user = f"user{i % 200}"
                 summary = body["question"]
                 document = _canonical_document(
-                    event_type=event_type, created_at=created, actor_id=None,
-                    actor_username=user, ip_address="10.0.0.1", user_agent="bench",
-                    collection_id=1 + i % 20, flagged=body["refused"], summary=summary,
+                    event_type=event_type,
+                    created_at=created,
+                    actor_id=None,
+                    actor_username=user,
+                    ip_address="10.0.0.1",
+                    user_agent="bench",
+                    collection_id=1 + i % 20,
+                    flagged=body["refused"],
+                    summary=summary,
                     payload=body,
-                )  # fmt: skip
+                )
                 payload_hash = sha(document).hexdigest()
                 entry_hash = sha(bytes.fromhex(prev) + bytes.fromhex(payload_hash)).hexdigest()
-                copy.write_row((
-                    created, event_type, user, "10.0.0.1", "bench", 1 + i % 20, body["refused"],
-                    summary, _search_text(summary, {"q": body["question"]}),
-                    text.decode(), i, payload_hash, prev, entry_hash, False,
-                ))  # fmt: skip
+                copy.write_row(
+                    (
+                        created,
+                        event_type,
+                        user,
+                        "10.0.0.1",
+                        "bench",
+                        1 + i % 20,
+                        body["refused"],
+                        summary,
+                        _search_text(summary, {"q": body["question"]}),
+                        text.decode(),
+                        i,
+                        payload_hash,
+                        prev,
+                        entry_hash,
+                        False,
+                    )
+                )
                 prev = entry_hash
                 h, level, n = merkle.leaf_hash(bytes.fromhex(payload_hash)), 0, i
                 while n & 1:
@@ -226,10 +253,15 @@ def bulk_fill(target: int, checkpoint_every: int) -> None:
                     root = stack[-1]
                     for left in reversed(stack[:-1]):
                         root = node(left, root)
-                    signed.append(checkpoints.checkpoint_sign(
-                        key, tree_size=i + 1, root_hash=root.hex(),
-                        leaves_from=listed_from, leaf_payload_hashes=listed,
-                    ))  # fmt: skip
+                    signed.append(
+                        checkpoints.checkpoint_sign(
+                            key,
+                            tree_size=i + 1,
+                            root_hash=root.hex(),
+                            leaves_from=listed_from,
+                            leaf_payload_hashes=listed,
+                        )
+                    )
                     listed, listed_from = [], i + 1
         with (
             raw.cursor() as cursor,
@@ -240,8 +272,11 @@ def bulk_fill(target: int, checkpoint_every: int) -> None:
         raw.commit()
         for checkpoint in signed:
             checkpoints.checkpoint_store(checkpoint)
-        print(f"  filled {min(start + batch, target)} entries, {len(signed)} checkpoints "
-              f"({time.monotonic() - started:.0f} s)", flush=True)  # fmt: skip
+        print(
+            f"  filled {min(start + batch, target)} entries, {len(signed)} checkpoints "
+            f"({time.monotonic() - started:.0f} s)",
+            flush=True,
+        )
     with raw.cursor() as cursor:
         cursor.execute("ANALYZE assistant_auditevent")
         cursor.execute("ANALYZE assistant_audittreenode")
@@ -262,16 +297,20 @@ def bench_verify(repeat: int) -> None:
     public = checkpoints.load_signing_key().public_key()
     for _ in range(repeat):
         report = audit_verify()
-        print(f"verify (chain + stored tree): {report.entries} entries in {report.seconds:.1f} s "
-              f"-> {report.entries / report.seconds:.0f} entries/s; ok={report.ok}; "
-              f"load average after {_load()}")  # fmt: skip
+        print(
+            f"verify (chain + stored tree): {report.entries} entries in {report.seconds:.1f} s "
+            f"-> {report.entries / report.seconds:.0f} entries/s; ok={report.ok}; "
+            f"load average after {_load()}"
+        )
         result = audit_verify_checkpoints(
             directory=Path(settings.AUDIT_CHECKPOINT_DIR), public_key=public
         )
-        print(f"verify --checkpoints: {result.entries} entries against {result.checkpoints} "
-              f"signed checkpoints in {result.seconds:.1f} s -> "
-              f"{result.entries / result.seconds:.0f} entries/s; ok={result.ok} "
-              f"{result.first_bad or ''}; load average after {_load()}")  # fmt: skip
+        print(
+            f"verify --checkpoints: {result.entries} entries against {result.checkpoints} "
+            f"signed checkpoints in {result.seconds:.1f} s -> "
+            f"{result.entries / result.seconds:.0f} entries/s; ok={result.ok} "
+            f"{result.first_bad or ''}; load average after {_load()}"
+        )
 
 
 def bench_receipts(samples: int = 200) -> None:
@@ -292,9 +331,11 @@ def bench_receipts(samples: int = 200) -> None:
         receipt = receipts.receipt_for_event(events[seq])
         made.append((time.perf_counter() - t) * 1000)
     q = statistics.quantiles
-    print(f"receipt generation ({samples} random entries of {size}): p50 "
-          f"{statistics.median(made):.2f} ms, p99 {q(made, n=100)[98]:.2f} ms, "
-          f"{len(receipt['inclusion_proof'])} proof hashes")  # fmt: skip
+    print(
+        f"receipt generation ({samples} random entries of {size}): p50 "
+        f"{statistics.median(made):.2f} ms, p99 {q(made, n=100)[98]:.2f} ms, "
+        f"{len(receipt['inclusion_proof'])} proof hashes"
+    )
 
     tool = Path(__file__).resolve().parents[1] / "tools" / "verify_receipt.py"
     spec = importlib.util.spec_from_file_location("verify_receipt", tool)
@@ -315,13 +356,17 @@ def bench_receipts(samples: int = 200) -> None:
         t = time.perf_counter()
         result = subprocess.run(
             [sys.executable, str(tool), str(receipt_file), "--public-key", str(public_file)],
-            capture_output=True, text=True, check=False,
-        )  # fmt: skip
+            capture_output=True,
+            text=True,
+            check=False,
+        )
         runs.append((time.perf_counter() - t) * 1000)
-    print(f"receipt verification (tools/verify_receipt.py): p50 {statistics.median(checks):.2f} "
-          f"ms in process; as a fresh process incl. interpreter start p50 "
-          f"{statistics.median(runs):.0f} ms, max {max(runs):.0f} ms; "
-          f"exit {result.returncode}")  # fmt: skip
+    print(
+        f"receipt verification (tools/verify_receipt.py): p50 {statistics.median(checks):.2f} "
+        f"ms in process; as a fresh process incl. interpreter start p50 "
+        f"{statistics.median(runs):.0f} ms, max {max(runs):.0f} ms; "
+        f"exit {result.returncode}"
+    )
 
 
 def bench_queries() -> None:
@@ -341,8 +386,10 @@ def bench_queries() -> None:
             t = time.perf_counter()
             rows, _ = audit_page(filters=filters, before_id=None, size=50)
             times.append((time.perf_counter() - t) * 1000)
-        print(f"query {name:12s}: p50 {statistics.median(times):6.1f} ms, "
-              f"max {max(times):6.1f} ms, {len(rows)} rows")  # fmt: skip
+        print(
+            f"query {name:12s}: p50 {statistics.median(times):6.1f} ms, "
+            f"max {max(times):6.1f} ms, {len(rows)} rows"
+        )
 
 
 def bench_dashboard() -> None:

@@ -134,7 +134,7 @@ def run(port: int, tokens: list[str], seconds: float, think: float, warmup: floa
             try:
                 status = client.ask(question)
                 error = "" if status == 200 else f"HTTP {status}"
-            except Exception as exc:  # counted, not raised: the run goes on
+            except Exception as exc:  # noqa: BLE001 - counted, not raised: the run goes on
                 error = type(exc).__name__
             ended = time.monotonic()
             if began >= start_at and ended <= stop_at:
@@ -224,14 +224,23 @@ def main() -> int:
     log = root / "gunicorn.log"
     server = embedded.spawn(
         [
-            str(Path(sys.executable).parent / "gunicorn"), "config.wsgi:application",
-            "--bind", f"127.0.0.1:{port}", "--workers", str(args.workers),
-            "--threads", str(args.threads), "--reuse-port", "--timeout", "180",
-            "--chdir", str(REPO),
+            str(Path(sys.executable).parent / "gunicorn"),
+            "config.wsgi:application",
+            "--bind",
+            f"127.0.0.1:{port}",
+            "--workers",
+            str(args.workers),
+            "--threads",
+            str(args.threads),
+            "--reuse-port",
+            "--timeout",
+            "180",
+            "--chdir",
+            str(REPO),
         ],
         env=env,
         log=log,
-    )  # fmt: skip
+    )
     try:
         deadline = time.monotonic() + 120
         while True:  # wait until every worker answers (models loaded on first question)

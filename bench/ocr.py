@@ -66,8 +66,10 @@ def main() -> None:
     found = sum(1 for w in expected if w in set(read))
     confidences = [p.confidence for p in parsed.pages if p.confidence is not None]
     print(f"pages: {parsed.page_count}, OCR'd: {sum(p.ocr for p in parsed.pages)}")
-    print(f"seconds: {seconds:.2f} ({seconds / parsed.page_count:.2f} s/page, "
-          f"{parsed.page_count / seconds:.2f} pages/s)")  # fmt: skip
+    print(
+        f"seconds: {seconds:.2f} ({seconds / parsed.page_count:.2f} s/page, "
+        f"{parsed.page_count / seconds:.2f} pages/s)"
+    )
     print(f"mean confidence: {sum(confidences) / len(confidences):.1f}")
     print(f"expected words found: {found}/{len(expected)} ({100 * found / len(expected):.1f}%)")
 

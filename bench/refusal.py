@@ -40,32 +40,62 @@ from answers import EVAL, ingest_texts
 
 # CUAD categories an NDA would not contain: asked of NDAs these must be refused.
 NOT_IN_NDAS = (
-    "audit rights", "insurance", "minimum commitment", "revenue or profit-sharing",
-    "volume restrictions", "most favored nation", "price restrictions", "right of first refusal",
-    "unlimited or all-you-can-eat", "affiliates have any licensing", "joint intellectual",
-    "exclusivity", "renewal term", "terminate the renewal", "warranties",
-)  # fmt: skip
+    "audit rights",
+    "insurance",
+    "minimum commitment",
+    "revenue or profit-sharing",
+    "volume restrictions",
+    "most favored nation",
+    "price restrictions",
+    "right of first refusal",
+    "unlimited or all-you-can-eat",
+    "affiliates have any licensing",
+    "joint intellectual",
+    "exclusivity",
+    "renewal term",
+    "terminate the renewal",
+    "warranties",
+)
 
 
 # Short questions as users type them, about contracts in general (not about any one file).
 CONTRACT_SHORT = (
-    "How long is the initial term?", "What is the term?", "Who are the parties?",
-    "What law governs?", "Which state's law applies?", "Can the agreement be terminated?",
-    "How much notice is needed to terminate?", "When does the agreement expire?",
-    "Does it renew automatically?", "What is the territory?", "Who pays for shipping?",
-    "What are the payment terms?", "Is there a warranty?", "What products are covered?",
-    "Is there a non-compete?", "Can the agreement be assigned?",
-    "Who owns the intellectual property?", "Is there a limitation of liability?",
-    "What insurance is required?", "Are there minimum purchase requirements?",
-    "How are disputes resolved?", "What happens on termination?", "Is there an exclusivity clause?",
-    "What are the confidentiality obligations?", "Who indemnifies whom?", "What fees are payable?",
-    "Is there an audit right?", "When is payment due?", "What is the effective date?",
+    "How long is the initial term?",
+    "What is the term?",
+    "Who are the parties?",
+    "What law governs?",
+    "Which state's law applies?",
+    "Can the agreement be terminated?",
+    "How much notice is needed to terminate?",
+    "When does the agreement expire?",
+    "Does it renew automatically?",
+    "What is the territory?",
+    "Who pays for shipping?",
+    "What are the payment terms?",
+    "Is there a warranty?",
+    "What products are covered?",
+    "Is there a non-compete?",
+    "Can the agreement be assigned?",
+    "Who owns the intellectual property?",
+    "Is there a limitation of liability?",
+    "What insurance is required?",
+    "Are there minimum purchase requirements?",
+    "How are disputes resolved?",
+    "What happens on termination?",
+    "Is there an exclusivity clause?",
+    "What are the confidentiality obligations?",
+    "Who indemnifies whom?",
+    "What fees are payable?",
+    "Is there an audit right?",
+    "When is payment due?",
+    "What is the effective date?",
     "Can either party terminate for breach?",
-)  # fmt: skip
+)
 
 
 def split_of(name: str) -> str:
-    return "dev" if hashlib.sha1(name.encode()).digest()[0] % 2 == 0 else "test"
+    digest = hashlib.sha1(name.encode(), usedforsecurity=False).digest()  # a stable split
+    return "dev" if digest[0] % 2 == 0 else "test"
 
 
 def cuad_category(query: str) -> str:
@@ -249,7 +279,7 @@ def choose(rows: list[dict], *, budget: float) -> dict[str, float]:
     best: tuple[tuple[float, float, float], dict[str, float]] = ((-1.0, 0.0, 0.0), {})
     for s in [x / 100 for x in range(10, 61)]:
         for t in [0.0] + [x / 10 for x in range(3, 11)]:
-            for c in [x / 10 for x in range(0, 9)] if t else [0.0]:
+            for c in [x / 10 for x in range(9)] if t else [0.0]:
                 gate = {"similarity": s, "text_match": t, "coverage": c}
                 refused_right = [rate(v, gate) for v in right]
                 if max(refused_right) > budget:

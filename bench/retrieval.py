@@ -162,8 +162,21 @@ def fill(conn, *, start: int, stop: int, texts, base, docs, collections, rng) ->
                 f"COPY ingest_chunk ({columns}) FROM STDIN WITH (FORMAT BINARY)"
             ) as copy:
                 copy.set_types(
-                    ["int8", "int8", "int8", "int4", "text", "int4", "int4", "int4", "int4"]
-                    + ["varchar", "vector", "varchar", "jsonb"]
+                    [
+                        "int8",
+                        "int8",
+                        "int8",
+                        "int4",
+                        "text",
+                        "int4",
+                        "int4",
+                        "int4",
+                        "int4",
+                        "varchar",
+                        "vector",
+                        "varchar",
+                        "jsonb",
+                    ]
                 )
                 for j in range(hi - lo):
                     i = lo + j

@@ -2,8 +2,16 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from django.conf import settings
 from django.http import HttpResponse, JsonResponse
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from django.http import HttpRequest
+    from django.http.response import HttpResponseBase
 
 # No inline script anywhere (the portal's one script is a static file); no external origin.
 DEFAULT_CSP = (
@@ -18,10 +26,10 @@ class RequestSizeLimitMiddleware:
     uploads above REQUEST_MAX_BYTES, other bodies (forms, JSON) above
     DATA_UPLOAD_MAX_MEMORY_SIZE. 413, as JSON under /api/."""
 
-    def __init__(self, get_response) -> None:
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponseBase]) -> None:
         self.get_response = get_response
 
-    def __call__(self, request):
+    def __call__(self, request: HttpRequest) -> HttpResponseBase:
         try:
             length = int(request.META.get("CONTENT_LENGTH") or 0)
         except ValueError:
@@ -39,11 +47,11 @@ class RequestSizeLimitMiddleware:
 
 
 class SecurityHeadersMiddleware:
-    def __init__(self, get_response) -> None:
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponseBase]) -> None:
         self.get_response = get_response
         self.csp = getattr(settings, "CONTENT_SECURITY_POLICY", DEFAULT_CSP)
 
-    def __call__(self, request):
+    def __call__(self, request: HttpRequest) -> HttpResponseBase:
         response = self.get_response(request)
         response.headers.setdefault("Content-Security-Policy", self.csp)
         response.headers.setdefault(

@@ -17,7 +17,7 @@ authorization-code flow; this backend decides who the user is and which roles th
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.contrib.auth.models import Group
@@ -27,6 +27,12 @@ from mozilla_django_oidc.auth import OIDCAuthenticationBackend
 from assistant.roles import roles_ensure
 
 from .oidc_claims import claim_groups, roles_from_claims
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Mapping
+
+    from django.contrib.auth.models import User
+    from django.db.models import QuerySet
 
 logger = logging.getLogger(__name__)
 
@@ -43,7 +49,7 @@ class AttestOIDCBackend(OIDCAuthenticationBackend):
             default_role=settings.OIDC_DEFAULT_ROLE,
         )
 
-    def verify_claims(self, claims) -> bool:
+    def verify_claims(self, claims: Mapping[str, Any]) -> bool:
         username = self._username(claims)
         if not username:
             logger.warning("OIDC sign-in refused: no %s claim", settings.OIDC_USERNAME_CLAIM)
@@ -51,34 +57,38 @@ class AttestOIDCBackend(OIDCAuthenticationBackend):
         if not self._roles(claims):
             logger.warning("OIDC sign-in refused for %s: no group maps to a role", username)
             return False
-        local = self.UserModel.objects.filter(username=username).exclude(password__startswith="!")
+        # "!" starts Django's unusable password: an account that cannot sign in with one.
+        local = self.UserModel.objects.filter(username=username).exclude(
+            password__startswith="!"  # noqa: S106
+        )
         if local.exists():
             logger.warning("OIDC sign-in refused: %s is a local account with a password", username)
             return False
         return True
 
-    def filter_users_by_claims(self, claims):
+    def filter_users_by_claims(self, claims: Mapping[str, Any]) -> QuerySet[User]:
         return self.UserModel.objects.filter(
-            username=self._username(claims), password__startswith="!"
+            username=self._username(claims),
+            password__startswith="!",  # noqa: S106 - an unusable password, not a secret
         )
 
-    def describe_user_by_claims(self, claims) -> str:
+    def describe_user_by_claims(self, claims: Mapping[str, Any]) -> str:
         return f"username {self._username(claims)}"
 
-    def create_user(self, claims):
+    def create_user(self, claims: Mapping[str, Any]) -> User:
         user = self.UserModel(username=self._username(claims), email=claims.get("email") or "")
         user.set_unusable_password()
         user.save()
         return self.update_user(user, claims)
 
-    def update_user(self, user, claims):
+    def update_user(self, user: User, claims: Mapping[str, Any]) -> User:
         groups_sync(user, claims)
         return user
 
 
-def groups_sync(user, claims: Mapping) -> None:
+def groups_sync(user: User, claims: Mapping[str, Any]) -> None:
     """Set the user's groups to the mapped roles plus the claim groups that exist here."""
-    from assistant.actions import roles_changed
+    from assistant.access import roles_changed
 
     roles = roles_from_claims(
         claims,

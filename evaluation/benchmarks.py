@@ -13,7 +13,7 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from assistant.retrieval import retrieve
 from ingest.models import Collection, Document
@@ -21,7 +21,13 @@ from ingest.pipeline import document_ingest
 from ingest.services import chunk_statistics_refresh, document_create
 
 from . import metrics as evaluation
-from .metrics import PubMedQuestion, SpanQuery, SpanScore
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from ingest.selectors import ChunkHit
+
+    from .metrics import PubMedQuestion, SpanQuery, SpanScore
 
 logger = logging.getLogger(__name__)
 
@@ -144,7 +150,7 @@ def benchmark_documents(
     return found
 
 
-def _timed_retrieve(**kwargs) -> tuple[list, float]:
+def _timed_retrieve(**kwargs: Any) -> tuple[list[ChunkHit], float]:
     started = time.perf_counter()
     hits = retrieve(**kwargs)
     return hits, (time.perf_counter() - started) * 1000

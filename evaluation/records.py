@@ -19,16 +19,21 @@ from __future__ import annotations
 import json
 import re
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 from assistant.patients import patient_scope, search_text
 from assistant.retrieval import retrieve
-from ingest.models import Collection, Document
 
 from . import benchmarks
 from .metrics import BenchmarkError
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from ingest.models import Collection, Document
+    from ingest.selectors import ChunkHit
 
 Progress = Callable[[int, int, str, str], None]
 
@@ -204,7 +209,7 @@ class RecordsRun:
         }
 
 
-def _merge(tallies) -> Tally:
+def _merge(tallies: Iterable[Tally]) -> Tally:
     total = Tally()
     for tally in tallies:
         total.n += tally.n
@@ -213,7 +218,9 @@ def _merge(tallies) -> Tally:
     return total
 
 
-def hit_at(hits, gold: Sequence[str], patient_id, ks: Sequence[int]) -> dict[int, bool]:
+def hit_at(
+    hits: Sequence[ChunkHit], gold: Sequence[str], patient_id: int | None, ks: Sequence[int]
+) -> dict[int, bool]:
     """For each k: whether every gold item is in one of the first k `hits` (objects with
     `text` and `patient_id`) that belong to `patient_id` (None: any patient)."""
     result = {}
@@ -273,7 +280,8 @@ def records_run(
                 user=None, collection=collection, question=query.query, k=answer_k
             )
             cited_patients = {
-                c.document.patient_id for c in result.citations.select_related("document")
+                c.document.patient_id if c.document is not None else None
+                for c in result.citations.select_related("document")
             }
             ok = run.answer_add(
                 query,

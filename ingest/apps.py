@@ -9,6 +9,9 @@ class IngestConfig(AppConfig):
         # A patient added or changed in this process is redacted from the next request on.
         from django.db.models.signals import post_delete, post_save
 
+        # The ingestion task registered in every process that queues it (services._enqueue
+        # finds it by name).
+        from . import tasks  # noqa: F401
         from .models import Patient
         from .redaction import patients_changed
 

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from .parsers.base import HeadingSpan, ParsedDocument
+if TYPE_CHECKING:
+    from .parsers.base import HeadingSpan, ParsedDocument
 
 PARAGRAPH_BREAK = re.compile(r"\n\s*\n\s*")
 SENTENCE_END = re.compile(r"(?<=[.!?;])[\"')\]]?\s+")
@@ -70,7 +72,7 @@ def _split_long(text: str, start: int, end: int, size: int) -> list[tuple[int, i
 def _segments(text: str, start: int, end: int, size: int) -> list[_Segment]:
     segments: list[_Segment] = []
     para_start = start
-    boundaries = [m for m in PARAGRAPH_BREAK.finditer(text, start, end)]
+    boundaries = list(PARAGRAPH_BREAK.finditer(text, start, end))
     spans = []
     for match in boundaries:
         spans.append((para_start, match.start()))

@@ -57,7 +57,10 @@ class SentenceTransformerEmbedder:
         self._lock = threading.Lock()  # one forward pass at a time per process
         self.batch_size = batch_size
         self.name = model_name(model_path)
-        self.dimensions = int(self._model.get_embedding_dimension())
+        dimensions = self._model.get_embedding_dimension()
+        if dimensions is None:  # int(None) raised a bare TypeError here
+            raise ValueError(f"{model_path}: the model does not give its embedding dimension")
+        self.dimensions = int(dimensions)
 
     def embed(self, texts: list[str]) -> list[list[float]]:
         if not texts:

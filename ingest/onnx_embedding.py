@@ -14,12 +14,17 @@ import json
 import logging
 import os
 import threading
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+    from pathlib import Path
+
+    from tokenizers import Encoding
 
 logger = logging.getLogger(__name__)
 
@@ -142,7 +147,7 @@ class OnnxEmbedder:
             self._pool_pid = os.getpid()
         return self._pool
 
-    def _uses_int8(self, encodings: list, batch: list[int]) -> bool:  # type: ignore[type-arg]
+    def _uses_int8(self, encodings: list[Encoding], batch: list[int]) -> bool:
         return self._int8_for(min(len(encodings[i].ids) for i in batch))
 
     def _int8_for(self, shortest: int) -> bool:
@@ -169,7 +174,7 @@ class OnnxEmbedder:
         if batch:
             yield batch
 
-    def _feeds(self, encodings: list) -> tuple[dict[str, np.ndarray], np.ndarray]:  # type: ignore[type-arg]
+    def _feeds(self, encodings: list[Encoding]) -> tuple[dict[str, np.ndarray], np.ndarray]:
         """The model's inputs for a batch, padded to its longest text, and the mask."""
         width = max(len(e.ids) for e in encodings)
         ids = np.zeros((len(encodings), width), dtype=np.int64)
@@ -183,10 +188,11 @@ class OnnxEmbedder:
         feeds = {"input_ids": ids, "attention_mask": mask, "token_type_ids": types}
         return {k: v for k, v in feeds.items() if k in self._inputs}, mask
 
-    def _embed_batch(self, encodings: list) -> np.ndarray:  # type: ignore[type-arg]
+    def _embed_batch(self, encodings: list[Encoding]) -> np.ndarray:
         feeds, mask = self._feeds(encodings)
         shortest = min(len(e.ids) for e in encodings)
-        session = self._int8 if self._int8_for(shortest) else self._fp32
+        int8 = self._int8
+        session = int8 if int8 is not None and self._int8_for(shortest) else self._fp32
         hidden = session.run(None, feeds)[0]
         weights = mask[:, :, None].astype(np.float32)
         pooled = (hidden * weights).sum(axis=1) / np.clip(weights.sum(axis=1), 1e-9, None)
@@ -194,7 +200,7 @@ class OnnxEmbedder:
         return pooled / np.clip(norms, 1e-12, None)
 
 
-def _session(path: Path, threads: int):  # type: ignore[no-untyped-def]
+def _session(path: Path, threads: int) -> Any:  # an onnxruntime.InferenceSession (untyped)
     import onnxruntime as ort
 
     options = ort.SessionOptions()

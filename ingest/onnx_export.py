@@ -19,9 +19,9 @@ import logging
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -33,6 +33,11 @@ from .onnx_embedding import (
     OnnxModel,
     OnnxUnavailable,
 )
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    from onnx import NodeProto
 
 logger = logging.getLogger(__name__)
 
@@ -200,7 +205,12 @@ def _export(model_path: Path, target: Path) -> None:
             super().__init__()
             self.model = model
 
-        def forward(self, input_ids, attention_mask, token_type_ids):  # type: ignore[no-untyped-def]
+        def forward(
+            self,
+            input_ids: torch.Tensor,
+            attention_mask: torch.Tensor,
+            token_type_ids: torch.Tensor,
+        ) -> torch.Tensor:
             out = self.model(
                 input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids
             )
@@ -264,7 +274,7 @@ def _scale_outliers(model_path: Path, source: Path, target: Path) -> int:
         and node.input[1] in weights
         and any(pattern in node.name for pattern in OUTLIER_MATMULS)
     ]
-    by_input: dict[str, list] = {}  # type: ignore[type-arg]
+    by_input: dict[str, list[NodeProto]] = {}
     for node in matmuls:
         by_input.setdefault(node.input[0], []).append(node)
     peaks = _channel_peaks(model_path, source, sorted(by_input))
@@ -345,7 +355,7 @@ def onnx_model_ensure(model_path: Path, cache_dir: Path, *, int8: bool = True) -
             meta = {"int8": use_int8, "min_cosine": min_cos, "source": str(model_path)}
             (work / META_FILE).write_text(json.dumps(meta))  # written last: marks it complete
             shutil.rmtree(folder, ignore_errors=True)  # an incomplete folder from older code
-            os.rename(work, folder)
+            work.rename(folder)
         finally:
             shutil.rmtree(work, ignore_errors=True)
     found = _read_meta(folder)

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from django.conf import settings
 from django.db import transaction
@@ -25,6 +25,9 @@ from .embedding import get_embedder
 from .models import PENDING_STATUSES, Chunk, Document
 from .parsers import ParsedDocument, ParseError
 from .services import document_create
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator
 
 logger = logging.getLogger(__name__)
 
@@ -153,10 +156,7 @@ def document_index(
             ingested_at=timezone.now(),
             updated_at=timezone.now(),
         )
-        attachment_ids = _attachments_create(
-            document=document, parsed=parsed, enqueue=enqueue_attachments
-        )
-    return attachment_ids
+        return _attachments_create(document=document, parsed=parsed, enqueue=enqueue_attachments)
 
 
 def document_ingest(
@@ -296,7 +296,7 @@ def _internal(exc: Exception) -> str:
     return f"Internal error while ingesting ({type(exc).__name__}); see the worker log."
 
 
-def _fail(document: Document, started: float, timings: StageTimings, message: str):
+def _fail(document: Document, started: float, timings: StageTimings, message: str) -> IngestResult:
     _set_status(document, Document.Status.FAILED, message)
     return _result(document, started, timings)
 

@@ -16,14 +16,18 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from django.db.models import F, Q, QuerySet, Value
 from django.db.models.functions import Concat, Lower
 
 from .models import Document, Patient
-from .parsers.base import ParsedDocument, PatientIdentity, SourceRef
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from .parsers.base import ParsedDocument, PatientIdentity, SourceRef
 
 MIN_IDENTIFIER_LENGTH = 5  # shorter values ("1", "A") would match words by accident
 
@@ -75,9 +79,9 @@ def patient_link(*, document: Document, identity: PatientIdentity) -> Patient | 
         added = [i for i in identity.identifiers if (i.get("system"), i.get("value")) not in known]
         changed = bool(added)
         patient.identifiers = [*patient.identifiers, *added]
-        for field, value in (("gender", identity.gender), ("birth_date", birth)):
-            if value and not getattr(patient, field):
-                setattr(patient, field, value)
+        for field, found in (("gender", identity.gender), ("birth_date", birth)):
+            if found and not getattr(patient, field):
+                setattr(patient, field, found)
                 changed = True
         if changed:
             patient.save(update_fields=["identifiers", "gender", "birth_date"])

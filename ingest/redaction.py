@@ -21,9 +21,14 @@ from __future__ import annotations
 import re
 import threading
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from django.contrib.auth.models import AnonymousUser, User
 
 PERMISSION = "assistant.view_identifiers"
 
@@ -82,12 +87,21 @@ def redact(text: str) -> str:
     if not text:
         return text
     for kind, pattern in LABELLED.items():
-        text = pattern.sub(lambda m, kind=kind: f"{m.group(1)}[{kind}]", text)
+        text = pattern.sub(_after_label(kind), text)
     for kind, pattern in LINE_FIELDS:
-        text = pattern.sub(lambda m, kind=kind: f"{m.group(1)}[{kind}]", text)
+        text = pattern.sub(_after_label(kind), text)
     for kind, pattern in PATTERNS:
         text = pattern.sub(f"[{kind}]", text)
     return _known.redact(text)
+
+
+def _after_label(kind: str) -> Callable[[re.Match[str]], str]:
+    """A match's label (group 1) followed by the [kind] placeholder."""
+
+    def replace(match: re.Match[str]) -> str:
+        return f"{match.group(1)}[{kind}]"
+
+    return replace
 
 
 class _KnownPatients:
@@ -162,7 +176,7 @@ def redact_value(value: Any) -> Any:
     return value
 
 
-def must_redact(user) -> bool:
+def must_redact(user: User | AnonymousUser | None) -> bool:
     """Whether what `user` sees is redacted: REDACT_IDENTIFIERS is on and they lack the
     permission. `None` (an operator at the command line) sees everything."""
     if not getattr(settings, "REDACT_IDENTIFIERS", False) or user is None:

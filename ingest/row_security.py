@@ -19,11 +19,18 @@ warning once; `on` refuses to serve a request without it; `off` never switches r
 from __future__ import annotations
 
 import logging
+from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.core.signals import request_finished
 from django.db import connection
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from django.contrib.auth.models import AnonymousUser, User
+    from django.http import HttpRequest, HttpResponseBase
 
 logger = logging.getLogger(__name__)
 
@@ -56,21 +63,21 @@ def available() -> bool:
     return _available
 
 
-def apply(user) -> None:
+def apply(user: User | AnonymousUser | None) -> None:
     """Switch this request's session to the application role, limited to what `user` reads."""
     if not available():
         return
     from .selectors import collection_list, user_sees_everything
 
-    authenticated = user is not None and user.is_authenticated and user.is_active
-    bypass = authenticated and user_sees_everything(user)
-    if authenticated:
-        user._attest_sees_everything = bypass  # request.user: asked again by every selector
-    ids = (
-        ""
-        if bypass or not authenticated
-        else ",".join(str(pk) for pk in collection_list(user=user).values_list("pk", flat=True))
-    )
+    bypass = False
+    ids = ""
+    if user is not None and user.is_authenticated and user.is_active:
+        bypass = user_sees_everything(user)
+        # Kept on request.user, which every selector asks again (user_sees_everything).
+        user._attest_sees_everything = bypass  # type: ignore[attr-defined]  # a dynamic cache
+        if not bypass:
+            pks = collection_list(user=user).values_list("pk", flat=True)
+            ids = ",".join(str(pk) for pk in pks)
     with connection.cursor() as c:  # one round trip; set_config('role', ...) is SET ROLE
         c.execute(
             "SELECT set_config('attest.readable_collections', %s, false),"
@@ -79,7 +86,7 @@ def apply(user) -> None:
         )
 
 
-def reset(**kwargs) -> None:
+def reset(**kwargs: Any) -> None:
     """Back to the connecting role, with nothing readable stated (end of every request)."""
     if not _available or connection.connection is None:
         return
@@ -90,7 +97,7 @@ def reset(**kwargs) -> None:
                 " set_config('attest.readable_collections', '', false),"
                 " set_config('attest.rls_bypass', 'off', false)"
             )
-    except Exception:  # a broken connection: Django discards it
+    except Exception:  # noqa: BLE001 - a broken connection: Django discards it
         logger.warning("could not reset the row-security role; closing the connection")
         connection.close()
 
@@ -99,11 +106,11 @@ class RowSecurityMiddleware:
     """After AuthenticationMiddleware: every request runs under the application role. The API
     authenticates tokens in the view, so it applies the token user's set again there."""
 
-    def __init__(self, get_response) -> None:
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponseBase]) -> None:
         self.get_response = get_response
         request_finished.connect(reset, dispatch_uid="attest-row-security-reset")
 
-    def __call__(self, request):
+    def __call__(self, request: HttpRequest) -> HttpResponseBase:
         if not request.path.startswith("/api/"):  # the API applies it once the token is known
             apply(getattr(request, "user", None))
         return self.get_response(request)

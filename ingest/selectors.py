@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from django.db import connection, transaction
 from django.db.models import Count, Prefetch, Q, QuerySet
 
 from .models import PENDING_STATUSES, Chunk, Collection, Document, Patient
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from django.contrib.auth.models import AnonymousUser, User
 
 
 @dataclass(frozen=True)
@@ -35,7 +40,7 @@ class ChunkHit:
 ADMIN_ROLE = "admin"
 
 
-def user_sees_everything(user) -> bool:
+def user_sees_everything(user: User | AnonymousUser) -> bool:
     """Superusers and the admin group read every collection. Within a web request the answer
     is remembered on request.user by row_security.apply (that object lives one request)."""
     cached = getattr(user, "_attest_sees_everything", None)
@@ -44,7 +49,7 @@ def user_sees_everything(user) -> bool:
     return bool(user.is_superuser or user.groups.filter(name=ADMIN_ROLE).exists())
 
 
-def collection_list(*, user) -> QuerySet[Collection]:
+def collection_list(*, user: User | AnonymousUser | None) -> QuerySet[Collection]:
     """Collections `user` may read and ask in: those granted to one of the user's groups
     (administrators see all). Every surface reads collections through here."""
     if user is None or not user.is_authenticated or not user.is_active:
@@ -54,7 +59,7 @@ def collection_list(*, user) -> QuerySet[Collection]:
     return Collection.objects.filter(grants__group__user=user).distinct()
 
 
-def collection_list_managed(*, user) -> QuerySet[Collection]:
+def collection_list_managed(*, user: User | AnonymousUser | None) -> QuerySet[Collection]:
     """Collections `user` may upload to and erase from."""
     if user is None or not user.is_authenticated or not user.is_active:
         return Collection.objects.none()
@@ -63,19 +68,19 @@ def collection_list_managed(*, user) -> QuerySet[Collection]:
     return Collection.objects.filter(grants__group__user=user, grants__can_manage=True).distinct()
 
 
-def collection_may_manage(*, user, collection_id: int) -> bool:
+def collection_may_manage(*, user: User | AnonymousUser | None, collection_id: int) -> bool:
     """Whether `user` may upload to, cancel, re-ingest and erase in the collection."""
     return collection_list_managed(user=user).filter(pk=collection_id).exists()
 
 
-def document_get(*, user, pk: int) -> Document:
+def document_get(*, user: User | AnonymousUser | None, pk: int) -> Document:
     """A document in a collection the user may read (else Document.DoesNotExist)."""
     return Document.objects.select_related("collection", "parent").get(
         pk=pk, collection__in=collection_list(user=user)
     )
 
 
-def document_may_download(*, user, document: Document) -> bool:
+def document_may_download(*, user: User | AnonymousUser, document: Document) -> bool:
     """The original file is offered to holders of ingest.download_document and managers of
     its collection."""
     return user.has_perm("ingest.download_document") or collection_may_manage(
@@ -83,11 +88,11 @@ def document_may_download(*, user, document: Document) -> bool:
     )
 
 
-def collection_get(*, user, slug: str) -> Collection:
+def collection_get(*, user: User | AnonymousUser | None, slug: str) -> Collection:
     return collection_list(user=user).get(slug=slug)
 
 
-def collection_with_counts(*, user) -> QuerySet[Collection]:
+def collection_with_counts(*, user: User | AnonymousUser | None) -> QuerySet[Collection]:
     return collection_list(user=user).annotate(
         document_count=Count("documents", distinct=True),
         ready_count=Count("documents", filter=Q(documents__status="ready"), distinct=True),
@@ -268,7 +273,7 @@ def hnsw_ef_search(candidates: int, ef_search: int = 0) -> int:
     return min(1000, max(1, int(ef_search) if ef_search else max(40, int(candidates))))
 
 
-def _json_list(value: object) -> tuple[str, ...]:
+def _json_list(value: str | list[Any] | None) -> tuple[str, ...]:
     # Django's psycopg setup hands jsonb over as text in raw queries.
     if isinstance(value, str):
         value = json.loads(value)
@@ -311,7 +316,7 @@ def chunk_search(
     if not collection_ids or (document_ids is not None and not document_ids):
         return []
     vec = "[" + ",".join(f"{x:.7f}" for x in query_vector) + "]"
-    params = {
+    params: dict[str, str | int | float | list[int] | None] = {
         "vec": vec,
         "q": query_text,
         "cols": list(collection_ids),

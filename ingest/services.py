@@ -4,10 +4,11 @@ delete, and re-embed. Turning a stored document into passages is ingest/pipeline
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
-from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from celery import current_app
 from django.conf import settings
@@ -19,10 +20,17 @@ from django.utils.text import slugify
 from .embedding import get_embedder
 from .models import PENDING_STATUSES, Chunk, Collection, Document
 
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from django.contrib.auth.models import User
+
 logger = logging.getLogger(__name__)
 
 
-def collection_create(*, name: str, slug: str = "", description: str = "", user=None) -> Collection:
+def collection_create(
+    *, name: str, slug: str = "", description: str = "", user: User | None = None
+) -> Collection:
     slug = slug or slugify(name)[:100]
     return Collection.objects.create(name=name, slug=slug, description=description, created_by=user)
 
@@ -50,7 +58,7 @@ def document_create(
     name: str,
     data: bytes,
     source_path: str = "",
-    user=None,
+    user: User | None = None,
     enqueue: bool = True,
     parent: Document | None = None,
 ) -> tuple[Document, bool]:
@@ -94,7 +102,13 @@ def document_create(
 
 
 def document_reject(
-    *, collection: Collection, name: str, reason: str, key: bytes, source_path: str = "", user=None
+    *,
+    collection: Collection,
+    name: str,
+    reason: str,
+    key: bytes,
+    source_path: str = "",
+    user: User | None = None,
 ) -> tuple[Document, bool]:
     """Record a file that was refused before it could be stored (e.g. a hostile archive entry)
     as a failed document with `reason`, so the batch reports it. `key` identifies the refused
@@ -145,7 +159,7 @@ def document_delete(*, document: Document) -> None:
     with transaction.atomic():
         document.delete()
         for name in names:
-            transaction.on_commit(lambda name=name: storage.delete(name))
+            transaction.on_commit(functools.partial(storage.delete, name))
 
 
 def document_reingest(*, document: Document) -> bool:

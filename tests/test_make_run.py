@@ -225,10 +225,23 @@ def test_first_start_creates_an_audit_key_and_signed_checkpoints_appear(product)
         time.sleep(1)
     env = _clean_env(product.data_dir, 0)
     result = subprocess.run(
-        [sys.executable, str(REPO / "manage.py"), "audit", "verify", "--checkpoints",
-         str(folder), "--public-key", str(key) + ".pub", "--json"],
-        env=env, cwd=REPO, capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
+        [
+            sys.executable,
+            str(REPO / "manage.py"),
+            "audit",
+            "verify",
+            "--checkpoints",
+            str(folder),
+            "--public-key",
+            str(key) + ".pub",
+            "--json",
+        ],
+        env=env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     assert '"ok": true' in result.stdout
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from django.core.exceptions import (
     ObjectDoesNotExist,
@@ -19,7 +20,7 @@ from rest_framework.views import exception_handler
 logger = logging.getLogger(__name__)
 
 
-def _flatten(detail) -> str:
+def _flatten(detail: Any) -> str:
     if isinstance(detail, list):
         return " ".join(_flatten(d) for d in detail)
     if isinstance(detail, dict):
@@ -27,7 +28,7 @@ def _flatten(detail) -> str:
     return str(detail)
 
 
-def api_exception_handler(exc, context):
+def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response:
     if isinstance(exc, ObjectDoesNotExist):
         exc = Http404()
     if isinstance(exc, RequestDataTooBig):
@@ -59,7 +60,7 @@ def api_exception_handler(exc, context):
     return response
 
 
-def api_not_found(request: HttpRequest, *args, **kwargs) -> JsonResponse:
+def api_not_found(request: HttpRequest, *args: Any, **kwargs: Any) -> JsonResponse:
     """Unknown paths under /api/v1/ get JSON too, not the HTML 404 page."""
     return JsonResponse(
         {"error": f"No API endpoint at {request.path}; see /api/v1/schema.", "status": 404},

@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rest_framework import serializers
 
-from audit.models import AuditEvent
 from ingest.models import Collection, Document
 from ingest.redaction import redact as redact_text
 from ingest.redaction import redact_value
 
-from ..models import Answer
+if TYPE_CHECKING:
+    from assistant.models import Answer
+    from audit.models import AuditEvent
 
 
 class AskRequest(serializers.Serializer):

@@ -6,14 +6,17 @@ import hashlib
 import secrets
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import TYPE_CHECKING
 
 from django.db import transaction
 from django.utils import timezone
 
+from assistant.models import ApiToken
 from audit.append import audit_record
 from audit.models import AuditEvent
 
-from ..models import ApiToken
+if TYPE_CHECKING:
+    from django.contrib.auth.models import User
 
 KEY_PREFIX = "att_"
 
@@ -29,7 +32,12 @@ class NewToken:
 
 
 def token_create(
-    *, user, name: str, expires_days: int | None = None, actor=None, actor_name: str = ""
+    *,
+    user: User,
+    name: str,
+    expires_days: int | None = None,
+    actor: User | None = None,
+    actor_name: str = "",
 ) -> NewToken:
     """A new token for `user`; the audit entry records who created it (never the key)."""
     key = KEY_PREFIX + secrets.token_urlsafe(32)
@@ -58,7 +66,7 @@ def token_create(
     return NewToken(token=token, key=key)
 
 
-def token_revoke(*, token: ApiToken, actor=None, actor_name: str = "") -> None:
+def token_revoke(*, token: ApiToken, actor: User | None = None, actor_name: str = "") -> None:
     with transaction.atomic():
         ApiToken.objects.filter(pk=token.pk).update(revoked_at=timezone.now())
         audit_record(

@@ -8,7 +8,7 @@ a 404, exactly as if it did not exist.
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.core.exceptions import ObjectDoesNotExist
@@ -17,10 +17,10 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import exceptions, status
 from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
-from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from assistant import actions, selectors, services, throttle
 from audit import compliance
 from audit.append import RequestMeta
 from audit.downloads import EXPORT_FORMATS, export_response
@@ -30,8 +30,15 @@ from ingest import row_security
 from ingest import selectors as ingest_selectors
 from ingest.redaction import must_redact, redact_row
 
-from .. import actions, selectors, services, throttle
 from . import serializers as s
+
+if TYPE_CHECKING:
+    from collections.abc import Generator, Iterator
+
+    from rest_framework.request import Request
+
+    from assistant.request_types import AuthenticatedRequest
+    from ingest.models import Collection
 
 ERRORS = {
     400: OpenApiResponse(s.ErrorOut, description="Invalid request"),
@@ -41,7 +48,7 @@ ERRORS = {
 }
 
 
-def _throttle(request: Request, kind: str, limit: int, *, count: int = 1) -> None:
+def _throttle(request: AuthenticatedRequest, kind: str, limit: int, *, count: int = 1) -> None:
     for _ in range(max(1, count)):
         if not throttle.allow(
             f"{kind}:{request.user.pk}", limit=limit, window=settings.RATE_WINDOW_SECONDS
@@ -53,7 +60,7 @@ def _throttle(request: Request, kind: str, limit: int, *, count: int = 1) -> Non
             )
 
 
-def _collection(request: Request, slug: str):
+def _collection(request: AuthenticatedRequest, slug: str) -> Collection:
     try:
         return ingest_selectors.collection_get(user=request.user, slug=slug)
     except ObjectDoesNotExist as exc:
@@ -64,7 +71,7 @@ class AttestAPIView(APIView):
     """Base class: token auth, JSON errors (settings.REST_FRAMEWORK). Once the token is
     authenticated, the database session is limited to the token user's collections (RLS)."""
 
-    def initial(self, request, *args, **kwargs) -> None:
+    def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
         super().initial(request, *args, **kwargs)
         row_security.apply(request.user)
 
@@ -84,7 +91,7 @@ class AskView(AttestAPIView):
         request=s.AskRequest,
         responses={200: s.AnswerOut, **ERRORS},
     )
-    def post(self, request: Request):
+    def post(self, request: AuthenticatedRequest) -> Response | StreamingHttpResponse:
         _throttle(request, "ask", settings.ASK_RATE_LIMIT)
         form = s.AskRequest(data=request.data)
         form.is_valid(raise_exception=True)
@@ -118,13 +125,15 @@ class AskView(AttestAPIView):
         )
 
 
-def _stream(events, fmt: str, *, redact: bool) -> StreamingHttpResponse:
+def _stream(
+    events: Generator[dict[str, Any], None, None], fmt: str, *, redact: bool
+) -> StreamingHttpResponse:
     def encode(event: str, body: dict[str, Any]) -> bytes:
         if fmt == "sse":
             return f"event: {event}\ndata: {json.dumps(body)}\n\n".encode()
         return (json.dumps({"event": event, **body}) + "\n").encode()
 
-    def generate():
+    def generate() -> Iterator[bytes]:
         try:
             for event in events:
                 if event["type"] == "passages":
@@ -156,7 +165,7 @@ class QuestionListView(AttestAPIView):
         parameters=[OpenApiParameter("limit", int, description="At most 100 (default 20)")],
         responses={200: s.AnswerOut(many=True), **ERRORS},
     )
-    def get(self, request: Request):
+    def get(self, request: AuthenticatedRequest) -> Response:
         try:
             limit = min(100, max(1, int(request.query_params.get("limit") or 20)))
         except ValueError as exc:
@@ -170,7 +179,7 @@ class QuestionListView(AttestAPIView):
 
 class QuestionDetailView(AttestAPIView):
     @extend_schema(summary="One of your questions with its answer", responses={200: s.AnswerOut})
-    def get(self, request: Request, pk: int):
+    def get(self, request: AuthenticatedRequest, pk: int) -> Response:
         try:
             question = selectors.question_get(user=request.user, pk=pk)
         except ObjectDoesNotExist as exc:
@@ -184,7 +193,7 @@ class CollectionListView(AttestAPIView):
         summary="Collections you may read",
         responses={200: s.CollectionOut(many=True), **ERRORS},
     )
-    def get(self, request: Request):
+    def get(self, request: AuthenticatedRequest) -> Response:
         managed = set(
             ingest_selectors.collection_list_managed(user=request.user).values_list("pk", flat=True)
         )
@@ -200,7 +209,7 @@ class CollectionDocumentsView(AttestAPIView):
         summary="Documents in a collection",
         responses={200: s.DocumentOut(many=True), **ERRORS},
     )
-    def get(self, request: Request, slug: str):
+    def get(self, request: AuthenticatedRequest, slug: str) -> Response:
         collection = _collection(request, slug)
         documents = ingest_selectors.document_list(collection=collection).select_related(
             "collection"
@@ -217,7 +226,7 @@ class CollectionDocumentsView(AttestAPIView):
         request={"multipart/form-data": s.UploadRequest},
         responses={201: s.DocumentOut(many=True), 403: s.ErrorOut, **ERRORS},
     )
-    def post(self, request: Request, slug: str):
+    def post(self, request: AuthenticatedRequest, slug: str) -> Response:
         collection = _collection(request, slug)
         if not ingest_selectors.collection_may_manage(
             user=request.user, collection_id=collection.pk
@@ -248,7 +257,7 @@ class DocumentDetailView(AttestAPIView):
     @extend_schema(
         summary="A document's ingestion status", responses={200: s.DocumentOut, **ERRORS}
     )
-    def get(self, request: Request, pk: int):
+    def get(self, request: AuthenticatedRequest, pk: int) -> Response:
         try:
             document = ingest_selectors.document_get(user=request.user, pk=pk)
         except ObjectDoesNotExist as exc:
@@ -267,7 +276,7 @@ AUDIT_FILTERS = [
 ]
 
 
-def _reviewer(request: Request) -> None:
+def _reviewer(request: AuthenticatedRequest) -> None:
     if not request.user.has_perm(REVIEW_PERMISSION):
         raise Http404("No such endpoint.")
 
@@ -284,7 +293,7 @@ class AuditListView(AttestAPIView):
         ],
         responses={200: s.AuditPageOut, **ERRORS},
     )
-    def get(self, request: Request):
+    def get(self, request: AuthenticatedRequest) -> Response:
         _reviewer(request)
         filters = compliance.AuditFilter.from_params(request.query_params)
         try:
@@ -307,7 +316,7 @@ class AuditListView(AttestAPIView):
 
 class AuditDetailView(AttestAPIView):
     @extend_schema(summary="One audit entry with its payload", responses={200: s.AuditEventOut})
-    def get(self, request: Request, pk: int):
+    def get(self, request: AuthenticatedRequest, pk: int) -> Response:
         _reviewer(request)
         try:
             event = AuditEvent.objects.get(pk=pk)
@@ -327,7 +336,7 @@ class AuditExportView(AttestAPIView):
         ],
         responses={(200, "application/x-ndjson"): OpenApiTypes.STR, **ERRORS},
     )
-    def get(self, request: Request):
+    def get(self, request: AuthenticatedRequest) -> StreamingHttpResponse:
         _reviewer(request)
         fmt = request.query_params.get("format") or "jsonl"
         if fmt not in EXPORT_FORMATS:

@@ -4,6 +4,7 @@ answer's receipt and record downloads."""
 from __future__ import annotations
 
 import json
+from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.contrib import messages
@@ -11,7 +12,6 @@ from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ObjectDoesNotExist
 from django.http import (
     Http404,
-    HttpRequest,
     HttpResponse,
     JsonResponse,
     StreamingHttpResponse,
@@ -21,17 +21,25 @@ from django.template.loader import render_to_string
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
+from assistant import actions, presenters, selectors, services, throttle
+from assistant.forms import AskForm
 from audit import receipts
 from audit.append import RequestMeta
 from audit.downloads import receipt_response, record_response
 from ingest.redaction import must_redact
 
-from .. import actions, presenters, selectors, services, throttle
-from ..forms import AskForm
 from .collections import collection_or_404
 
+if TYPE_CHECKING:
+    from collections.abc import Iterator
 
-def _ask_allowed(request: HttpRequest) -> bool:
+    from assistant.models import Answer, Question
+    from assistant.request_types import AuthenticatedHttpRequest
+    from audit.models import AuditEvent
+    from ingest.models import Collection
+
+
+def _ask_allowed(request: AuthenticatedHttpRequest) -> bool:
     return throttle.allow(
         f"ask:{request.user.pk}",
         limit=settings.ASK_RATE_LIMIT,
@@ -39,7 +47,9 @@ def _ask_allowed(request: HttpRequest) -> bool:
     )
 
 
-def _follows(request: HttpRequest, form: AskForm, collection):
+def _follows(
+    request: AuthenticatedHttpRequest, form: AskForm, collection: Collection
+) -> Question | None:
     """The previous turn a follow-up continues: the user's own, in the same collection."""
     pk = form.cleaned_data.get("follows")
     if not pk:
@@ -53,7 +63,7 @@ def _follows(request: HttpRequest, form: AskForm, collection):
 
 @login_required
 @require_POST
-def ask(request: HttpRequest) -> HttpResponse:
+def ask(request: AuthenticatedHttpRequest) -> HttpResponse:
     """Ask without JavaScript: answer, then show the answer page."""
     if not _ask_allowed(request):
         messages.error(request, "You are asking too quickly; wait a minute and try again.")
@@ -74,13 +84,13 @@ def ask(request: HttpRequest) -> HttpResponse:
     return redirect("portal:answer", pk=answer.question_id)
 
 
-def _sse(event: str, data: dict) -> bytes:
+def _sse(event: str, data: dict[str, Any]) -> bytes:
     return f"event: {event}\ndata: {json.dumps(data)}\n\n".encode()
 
 
 @login_required
 @require_POST
-def ask_stream(request: HttpRequest) -> HttpResponse:
+def ask_stream(request: AuthenticatedHttpRequest) -> JsonResponse | StreamingHttpResponse:
     """Ask with server-sent events: passages, then tokens as the model writes, then the
     checked answer as HTML. Closing the connection stops generation (the partial answer is
     kept and audited as stopped)."""
@@ -101,7 +111,7 @@ def ask_stream(request: HttpRequest) -> HttpResponse:
 
     redact = must_redact(request.user)
 
-    def stream():
+    def stream() -> Iterator[bytes]:
         try:
             for event in events:
                 if event["type"] == "passages":
@@ -131,7 +141,7 @@ def ask_stream(request: HttpRequest) -> HttpResponse:
 
 
 @login_required
-def answer_detail(request: HttpRequest, pk: int) -> HttpResponse:
+def answer_detail(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
     try:
         question = selectors.question_get(user=request.user, pk=pk)
     except ObjectDoesNotExist as exc:
@@ -147,7 +157,7 @@ def answer_detail(request: HttpRequest, pk: int) -> HttpResponse:
     return render(request, "portal/answer.html", context)
 
 
-def _receipt_state(answer) -> dict:
+def _receipt_state(answer: Answer) -> dict[str, Any]:
     """For the answer page: a receipt to download, or why there is none (yet)."""
     event = selectors.answer_event(answer)
     if event is None:
@@ -159,7 +169,7 @@ def _receipt_state(answer) -> dict:
     return {"ready": True, "receipt": receipt, "has_record": not event.redacted}
 
 
-def _answer_event_or_404(request: HttpRequest, pk: int):
+def _answer_event_or_404(request: AuthenticatedHttpRequest, pk: int) -> AuditEvent:
     try:
         question = selectors.question_get(user=request.user, pk=pk)
     except ObjectDoesNotExist as exc:
@@ -172,21 +182,21 @@ def _answer_event_or_404(request: HttpRequest, pk: int):
 
 @login_required
 @require_GET
-def answer_receipt(request: HttpRequest, pk: int) -> HttpResponse:
+def answer_receipt(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
     """The answer's receipt as JSON (a download); 202 while pending, 409 when unavailable."""
     return receipt_response(_answer_event_or_404(request, pk))
 
 
 @login_required
 @require_GET
-def answer_record(request: HttpRequest, pk: int) -> HttpResponse:
+def answer_record(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
     """The exact record the receipt's payload hash covers (for verify_receipt.py --payload)."""
     return record_response(_answer_event_or_404(request, pk))
 
 
 @login_required
 @require_POST
-def answer_feedback(request: HttpRequest, pk: int) -> HttpResponse:
+def answer_feedback(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
     try:
         question = selectors.question_get(user=request.user, pk=pk)
     except ObjectDoesNotExist as exc:

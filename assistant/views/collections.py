@@ -3,6 +3,8 @@ document with the cited passage highlighted, download the original (managers).""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
@@ -17,15 +19,22 @@ from django.http import (
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
+from assistant import actions, selectors, throttle
+from assistant.forms import AskForm, UploadForm
 from audit.append import RequestMeta
 from ingest import selectors as ingest_selectors
 from ingest.redaction import must_redact, redact
 
-from .. import actions, selectors, throttle
-from ..forms import AskForm, UploadForm
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from assistant.actions import UploadOutcome
+    from assistant.request_types import AuthenticatedHttpRequest
+    from ingest.models import Collection
+    from ingest.selectors import IngestProgress
 
 
-def collection_or_404(request: HttpRequest, slug: str):
+def collection_or_404(request: AuthenticatedHttpRequest, slug: str) -> Collection:
     try:
         return ingest_selectors.collection_get(user=request.user, slug=slug)
     except ObjectDoesNotExist as exc:
@@ -33,7 +42,7 @@ def collection_or_404(request: HttpRequest, slug: str):
 
 
 @login_required
-def home(request: HttpRequest) -> HttpResponse:
+def home(request: AuthenticatedHttpRequest) -> HttpResponse:
     collections = ingest_selectors.collection_with_counts(user=request.user)
     recent = selectors.question_list(user=request.user)[:10]
     return render(request, "portal/home.html", {"collections": collections, "recent": recent})
@@ -41,7 +50,7 @@ def home(request: HttpRequest) -> HttpResponse:
 
 @login_required
 @require_http_methods(["GET", "POST"])
-def collection_detail(request: HttpRequest, slug: str) -> HttpResponse:
+def collection_detail(request: AuthenticatedHttpRequest, slug: str) -> HttpResponse:
     collection = collection_or_404(request, slug)
     can_manage = ingest_selectors.collection_may_manage(
         user=request.user, collection_id=collection.pk
@@ -87,13 +96,13 @@ def collection_detail(request: HttpRequest, slug: str) -> HttpResponse:
     )
 
 
-def _names(outcomes, limit: int = 20) -> str:
+def _names(outcomes: Sequence[UploadOutcome], limit: int = 20) -> str:
     names = [o.path or o.name for o in outcomes]
     more = f" and {len(names) - limit} more" if len(names) > limit else ""
     return ", ".join(names[:limit]) + more
 
 
-def _upload_messages(request: HttpRequest, outcomes) -> None:
+def _upload_messages(request: HttpRequest, outcomes: Sequence[UploadOutcome]) -> None:
     queued = [o for o in outcomes if o.status not in {"duplicate", "failed"}]
     duplicates = [o for o in outcomes if o.status == "duplicate"]
     failed = [o for o in outcomes if o.status == "failed"]
@@ -116,7 +125,7 @@ def _upload_messages(request: HttpRequest, outcomes) -> None:
 STATUS_ORDER = ("queued", "parsing", "embedding", "ready", "failed", "cancelled")
 
 
-def _count_rows(progress) -> list[tuple[str, int]]:
+def _count_rows(progress: IngestProgress) -> list[tuple[str, int]]:
     known = [(s, progress.counts.get(s, 0)) for s in STATUS_ORDER]
     extra = [(s, n) for s, n in sorted(progress.counts.items()) if s not in STATUS_ORDER]
     return known + extra
@@ -124,7 +133,7 @@ def _count_rows(progress) -> list[tuple[str, int]]:
 
 @login_required
 @require_GET
-def collection_status(request: HttpRequest, slug: str) -> JsonResponse:
+def collection_status(request: AuthenticatedHttpRequest, slug: str) -> JsonResponse:
     """Every document's state and the counts, for the collection page to poll."""
     collection = collection_or_404(request, slug)
     progress = ingest_selectors.collection_progress(collection=collection)
@@ -153,7 +162,7 @@ def collection_status(request: HttpRequest, slug: str) -> JsonResponse:
     )
 
 
-def _managedcollection_or_404(request: HttpRequest, slug: str):
+def _managedcollection_or_404(request: AuthenticatedHttpRequest, slug: str) -> Collection:
     collection = collection_or_404(request, slug)
     if not ingest_selectors.collection_may_manage(user=request.user, collection_id=collection.pk):
         raise Http404("No such page")
@@ -162,7 +171,7 @@ def _managedcollection_or_404(request: HttpRequest, slug: str):
 
 @login_required
 @require_POST
-def collection_action(request: HttpRequest, slug: str) -> HttpResponse:
+def collection_action(request: AuthenticatedHttpRequest, slug: str) -> HttpResponse:
     """Managers: cancel the collection's queued documents, or re-ingest all of it."""
     collection = _managedcollection_or_404(request, slug)
     action = request.POST.get("action")
@@ -180,7 +189,7 @@ def collection_action(request: HttpRequest, slug: str) -> HttpResponse:
 
 @login_required
 @require_POST
-def document_action(request: HttpRequest, slug: str, pk: int) -> HttpResponse:
+def document_action(request: AuthenticatedHttpRequest, slug: str, pk: int) -> HttpResponse:
     """Managers: retry a failed (or cancelled) document, cancel a queued one, or erase one."""
     collection = _managedcollection_or_404(request, slug)
     document = collection.documents.filter(pk=pk).defer("text").first()
@@ -213,7 +222,7 @@ def document_action(request: HttpRequest, slug: str, pk: int) -> HttpResponse:
 
 @login_required
 @require_GET
-def document_view(request: HttpRequest, pk: int) -> HttpResponse:
+def document_view(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
     """The document's extracted text with one passage highlighted and its page shown."""
     try:
         document = ingest_selectors.document_get(user=request.user, pk=pk)
@@ -250,7 +259,7 @@ def document_view(request: HttpRequest, pk: int) -> HttpResponse:
 
 @login_required
 @require_GET
-def document_download(request: HttpRequest, pk: int) -> FileResponse:
+def document_download(request: AuthenticatedHttpRequest, pk: int) -> FileResponse:
     """The original file, for those allowed to download it (others get a 404)."""
     try:
         document = ingest_selectors.document_get(user=request.user, pk=pk)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import io
 import zipfile
-from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from .base import Attachment, HeadingSpan, PageSpan, ParsedDocument, ParseError, join_pages
 from .docx import parse_docx
@@ -23,6 +23,9 @@ from .ocr import ocr_available
 from .pdf import parse_pdf
 from .records import RECORD_PARSERS, detect_record
 from .text import parse_markdown, parse_text
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 PDF = "application/pdf"
 DOCX = "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
@@ -191,8 +194,8 @@ __all__ = [
     "Attachment",
     "HeadingSpan",
     "PageSpan",
-    "ParsedDocument",
     "ParseError",
+    "ParsedDocument",
     "detect_type",
     "join_pages",
     "parse",

@@ -101,7 +101,7 @@ def parse_ccda(data: bytes) -> ParsedDocument:
     if b"<!DOCTYPE" in data[:4096].upper() or b"<!ENTITY" in data.upper():
         raise ParseError("The XML file declares a DOCTYPE or entities; C-CDA documents do not.")
     try:
-        root = ET.fromstring(data)
+        root = ET.fromstring(data)  # noqa: S314 - DOCTYPE and entities refused above
     except ET.ParseError as exc:
         raise ParseError(f"The C-CDA document is not well-formed XML ({exc}).") from exc
     if root.tag != f"{H}ClinicalDocument":

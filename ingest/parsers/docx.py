@@ -15,8 +15,13 @@ from __future__ import annotations
 import io
 import re
 import zipfile
+from typing import TYPE_CHECKING
 
 from .base import ParsedDocument, ParseError, TextBuilder
+
+if TYPE_CHECKING:
+    from docx.table import Table
+    from docx.text.paragraph import Paragraph
 
 # A .docx is a zip: refuse archives that would unpack to more than this (zip bombs).
 MAX_UNPACKED_BYTES = 512 * 1024 * 1024
@@ -38,7 +43,7 @@ def _check_archive(data: bytes) -> None:
         raise ParseError("The Word document is password-protected; upload an unprotected copy.")
 
 
-def _heading_level(paragraph) -> int | None:
+def _heading_level(paragraph: Paragraph) -> int | None:
     from docx.oxml.ns import qn
 
     style = paragraph.style
@@ -65,7 +70,7 @@ RENDERED_BREAK = ".//w:lastRenderedPageBreak"
 HARD_BREAK = './/w:br[@w:type="page"]'
 
 
-def _paragraph_pieces(paragraph, *, rendered: bool) -> tuple[bool, list[str]]:
+def _paragraph_pieces(paragraph: Paragraph, *, rendered: bool) -> tuple[bool, list[str]]:
     """(page break before, the paragraph's text split where pages begin).
 
     `rendered`: pages begin at Word's rendered page breaks; else at hard page breaks."""
@@ -101,7 +106,7 @@ def _paragraph_pieces(paragraph, *, rendered: bool) -> tuple[bool, list[str]]:
     return before, pieces
 
 
-def _table_rows(table, *, rendered: bool) -> list[list[list[str]]]:
+def _table_rows(table: Table, *, rendered: bool) -> list[list[list[str]]]:
     """The table's rows, as runs of rows split where a new page begins inside the table."""
     runs: list[list[list[str]]] = [[]]
     for row in table.rows:

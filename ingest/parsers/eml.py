@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import email
 import email.policy
-from email.message import EmailMessage
+from email.message import EmailMessage, MIMEPart
+from typing import cast
 
 from .base import Attachment, ParsedDocument, ParseError, TextBuilder
 from .html import html_to_builder
@@ -19,13 +20,14 @@ HEADERS = ("From", "To", "Cc", "Date", "Subject")
 MAX_ATTACHMENTS = 500
 
 
-def _content(part: EmailMessage) -> str | bytes:
+def _content(part: MIMEPart) -> str | bytes:
     try:
         return part.get_content()
     except (LookupError, ValueError, AssertionError):
         # An unknown charset or a broken transfer encoding: take the raw bytes and decode
         # them like a text file would be.
-        return part.get_payload(decode=True) or b""
+        # Decoded, a part's payload is bytes, or None for a multipart one.
+        return cast("bytes | None", part.get_payload(decode=True)) or b""
 
 
 def _attachments(message: EmailMessage) -> list[Attachment]:
@@ -42,7 +44,7 @@ def _attachments(message: EmailMessage) -> list[Attachment]:
             data = inner.as_bytes()
             name = name or f"{inner.get('Subject') or 'attached message'}.eml"
         else:
-            data = part.get_payload(decode=True) or b""
+            data = cast("bytes | None", part.get_payload(decode=True)) or b""
             name = name or f"attachment-{index}{_extension(part.get_content_type())}"
         if data:
             found.append(Attachment(name=name.replace("/", "_").replace("\\", "_"), data=data))
@@ -58,7 +60,7 @@ def _extension(content_type: str) -> str:
 def _header(message: EmailMessage, name: str) -> str:
     try:
         value = message.get(name)
-    except Exception:  # a malformed header must not lose the message
+    except Exception:  # noqa: BLE001 - a malformed header must not lose the message
         value = None
     return " ".join(str(value).split()) if value else ""
 

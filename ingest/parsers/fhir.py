@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .base import ParsedDocument, ParseError, PatientIdentity
 from .clinical import Record, day, demographics, render
 from .fhir_resources import HANDLERS, coding, resource_ref
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
 
 FHIR_JSON = "application/fhir+json"
 

@@ -128,7 +128,7 @@ def _medication(record: Record, r: dict[str, Any], by_url: dict) -> None:
 
 def _condition(record: Record, r: dict[str, Any], _: dict) -> None:
     start, _end = _period(r, "onsetDateTime", "onsetPeriod", "recordedDate", "assertedDate")
-    end, _ = _period(r, "abatementDateTime", "abatementPeriod")
+    end = _period(r, "abatementDateTime", "abatementPeriod")[0]
     status = _status(r.get("clinicalStatus"))
     text = f"{_label(r.get('code'))}, diagnosed {start or 'date not recorded'}"
     if end:

@@ -10,21 +10,77 @@ with an explicit stack, so deep nesting cannot overflow.
 from __future__ import annotations
 
 import re
+from typing import TYPE_CHECKING
 
 from .base import ParsedDocument, ParseError, TextBuilder
 
+if TYPE_CHECKING:
+    from bs4 import BeautifulSoup, PageElement, Tag
+
 SKIP = {
-    "head", "script", "style", "noscript", "template", "svg", "math", "object", "embed",
-    "iframe", "frame", "frameset", "canvas", "audio", "video", "select", "option", "button",
-    "input", "textarea", "datalist", "map", "meta", "link", "title", "base",
-}  # fmt: skip
+    "head",
+    "script",
+    "style",
+    "noscript",
+    "template",
+    "svg",
+    "math",
+    "object",
+    "embed",
+    "iframe",
+    "frame",
+    "frameset",
+    "canvas",
+    "audio",
+    "video",
+    "select",
+    "option",
+    "button",
+    "input",
+    "textarea",
+    "datalist",
+    "map",
+    "meta",
+    "link",
+    "title",
+    "base",
+}
 HEADINGS = {"h1": 1, "h2": 2, "h3": 3, "h4": 4, "h5": 5, "h6": 6}
 BLOCKS = {
-    "address", "article", "aside", "blockquote", "body", "caption", "center", "dd", "details",
-    "dialog", "dir", "div", "dl", "dt", "fieldset", "figcaption", "figure", "footer", "form",
-    "header", "hgroup", "hr", "html", "legend", "li", "main", "menu", "nav", "ol", "p",
-    "section", "summary", "ul",
-}  # fmt: skip
+    "address",
+    "article",
+    "aside",
+    "blockquote",
+    "body",
+    "caption",
+    "center",
+    "dd",
+    "details",
+    "dialog",
+    "dir",
+    "div",
+    "dl",
+    "dt",
+    "fieldset",
+    "figcaption",
+    "figure",
+    "footer",
+    "form",
+    "header",
+    "hgroup",
+    "hr",
+    "html",
+    "legend",
+    "li",
+    "main",
+    "menu",
+    "nav",
+    "ol",
+    "p",
+    "section",
+    "summary",
+    "ul",
+}
 HIDDEN_STYLE = re.compile(r"(display\s*:\s*none|visibility\s*:\s*hidden)", re.IGNORECASE)
 # A stylesheet rule hiding simple selectors: `.preheader, #tracking { display: none }`.
 HIDDEN_RULE = re.compile(
@@ -34,7 +90,7 @@ SIMPLE_SELECTOR = re.compile(r"^[a-z0-9]*[.#][\w-]+$", re.IGNORECASE)
 SPACE = re.compile(r"\s+")
 
 
-def _hidden(tag) -> bool:
+def _hidden(tag: Tag) -> bool:
     attrs = tag.attrs or {}
     if "hidden" in attrs or str(attrs.get("aria-hidden", "")).lower() == "true":
         return True
@@ -42,12 +98,12 @@ def _hidden(tag) -> bool:
     return bool(style and HIDDEN_STYLE.search(str(style)))
 
 
-def _visible_text(tag) -> str:
+def _visible_text(tag: Tag) -> str:
     """The visible text under `tag`, whitespace collapsed (for cells and headings)."""
     from bs4 import NavigableString, Tag
 
     parts: list[str] = []
-    stack = [tag]
+    stack: list[PageElement] = [tag]
     while stack:
         node = stack.pop()
         if isinstance(node, Tag):
@@ -61,7 +117,7 @@ def _visible_text(tag) -> str:
     return SPACE.sub(" ", "".join(parts)).strip()
 
 
-def _table_rows(table) -> list[list[str]]:
+def _table_rows(table: Tag) -> list[list[str]]:
     rows = []
     for tr in table.find_all("tr"):
         if tr.find_parent("table") is not table or _hidden(tr):
@@ -75,7 +131,7 @@ def _table_rows(table) -> list[list[str]]:
     return rows
 
 
-def _mark_hidden_by_stylesheet(soup) -> None:
+def _mark_hidden_by_stylesheet(soup: BeautifulSoup) -> None:
     """Mark elements that a <style> rule hides with a simple class or id selector."""
     for style in soup.find_all("style"):
         for match in HIDDEN_RULE.finditer(style.get_text()):
@@ -85,7 +141,7 @@ def _mark_hidden_by_stylesheet(soup) -> None:
                     try:
                         for tag in soup.select(selector):
                             tag["hidden"] = ""
-                    except Exception:  # soupsieve refuses odd selectors; skip them
+                    except Exception:  # noqa: BLE001, S112 - soupsieve refuses odd selectors
                         continue
 
 
@@ -141,5 +197,4 @@ def html_to_builder(markup: bytes | str, builder: TextBuilder | None = None) -> 
 
 def parse_html(data: bytes) -> ParsedDocument:
     builder = html_to_builder(data)
-    parsed = builder.build()
-    return parsed
+    return builder.build()

@@ -5,11 +5,14 @@ from __future__ import annotations
 import io
 import time
 import warnings
-from collections.abc import Callable
 from dataclasses import replace
+from typing import TYPE_CHECKING
 
 from .base import ParsedDocument, ParseError, join_pages
 from .ocr import max_pages, ocr_image, too_many_pages
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 
 def parse_image(data: bytes, *, on_ocr: Callable[[], None] | None = None) -> ParsedDocument:

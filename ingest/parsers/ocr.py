@@ -13,6 +13,7 @@ import re
 import shutil
 import subprocess
 from dataclasses import dataclass
+from typing import Any
 
 from .base import ParseError
 
@@ -26,12 +27,12 @@ class OcrResult:
     words: int
 
 
-def _setting(name: str, default):
+def _setting(name: str, default: Any) -> Any:
     try:
         from django.conf import settings
 
         return getattr(settings, name, default)
-    except Exception:  # usable without Django configured (scripts, unit tests)
+    except Exception:  # noqa: BLE001 - usable without Django configured (scripts, unit tests)
         return default
 
 

@@ -13,8 +13,9 @@ import logging
 import os
 import tempfile
 import time
-from collections.abc import Callable
 from dataclasses import replace
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pypdf import PdfReader
 from pypdf.errors import DependencyError, FileNotDecryptedError, PdfReadError
@@ -22,21 +23,26 @@ from pypdf.errors import DependencyError, FileNotDecryptedError, PdfReadError
 from . import ocr
 from .base import ParsedDocument, ParseError, join_pages
 
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from pypdf import PageObject
+
 logger = logging.getLogger(__name__)
 
 MIN_TEXT_CHARACTERS = 20
-PASSWORD = "The PDF is password-protected; upload an unencrypted copy."
+PASSWORD = "The PDF is password-protected; upload an unencrypted copy."  # noqa: S105 - a message
 
 
 def _usable(text: str) -> bool:
     return sum(1 for c in text if c.isalnum()) >= MIN_TEXT_CHARACTERS
 
 
-def _page_size(page) -> tuple[float, float]:
+def _page_size(page: PageObject) -> tuple[float, float]:
     try:
         box = page.mediabox
         return float(box.width), float(box.height)
-    except Exception:
+    except Exception:  # noqa: BLE001 - a broken page box: assume US Letter
         return 612.0, 792.0
 
 
@@ -70,7 +76,7 @@ def _ocr_pages(
                 done[index] = result.confidence
             # else OCR found less than the text layer had: keep the layer
     finally:
-        os.unlink(path)
+        Path(path).unlink()
     if errors and len(errors) == len(numbers):
         raise errors[0]
     return done

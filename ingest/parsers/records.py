@@ -3,10 +3,14 @@ C-CDA XML and Synthea's text export. `ingest.parsers` consults `detect_record` f
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from . import ccda, fhir, synthea_text
-from .base import ParsedDocument
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from .base import ParsedDocument
 
 RECORD_PARSERS: dict[str, Callable[[bytes], ParsedDocument]] = {
     fhir.FHIR_JSON: lambda data: fhir.parse_fhir(data, fhir.FHIR_JSON),

@@ -37,7 +37,7 @@ def parse_synthea_text(data: bytes) -> ParsedDocument:
     name = text.split("\n", 1)[0].strip()
     given, _, family = name.partition(" ")
     if " " in family:  # "Given Middle Family": the family name is the last word
-        middle, _, family = family.rpartition(" ")
+        _middle, _, family = family.rpartition(" ")
     patient = PatientIdentity(
         given=given,
         family=family,

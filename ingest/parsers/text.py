@@ -140,7 +140,7 @@ def markdown_headings(text: str) -> list[HeadingSpan]:
                 headings.append(
                     HeadingSpan(
                         start=offset + line.index(title), level=len(match.group(1)), title=title
-                    )  # fmt: skip
+                    )
                 )
             previous = None
         elif (match := SETEXT.match(line)) and previous is not None:

@@ -86,14 +86,16 @@ def test_unknown_paths_and_bad_bodies_are_json_errors(client, plain_user):
     assert response.status_code == 400
     assert response.json()["fields"]["question"] == ["This field is required."]
     response = client.post(
-        "/api/v1/ask", {"collection": "x", "question": "q", "k": 500},
-        content_type="application/json", **auth,
-    )  # fmt: skip
+        "/api/v1/ask",
+        {"collection": "x", "question": "q", "k": 500},
+        content_type="application/json",
+        **auth,
+    )
     assert response.status_code == 400 and "k:" in response.json()["error"]
 
 
 def test_collections_and_documents_follow_the_grants(client, plain_user, two_collections):
-    ward, secret, secret_doc = two_collections
+    _ward, _secret, secret_doc = two_collections
     auth = bearer(plain_user)
     rows = client.get("/api/v1/collections", **auth).json()
     assert [r["slug"] for r in rows] == ["ward"]
@@ -154,9 +156,11 @@ def test_ask_in_an_unreadable_collection_is_404_and_leaks_nothing(
     other = django_user_model.objects.create_user(username="other", password="Other-Pass-2026!")
     grant(two_collections[0], other)
     theirs = client.post(
-        "/api/v1/ask", {"collection": "ward", "question": "When are visiting hours?"},
-        content_type="application/json", **bearer(other),
-    ).json()  # fmt: skip
+        "/api/v1/ask",
+        {"collection": "ward", "question": "When are visiting hours?"},
+        content_type="application/json",
+        **bearer(other),
+    ).json()
     assert "two to four" in theirs["answer"]
     assert client.get(f"/api/v1/questions/{theirs['question_id']}", **auth).status_code == 404
     response = client.post(
@@ -254,10 +258,14 @@ def test_upload_is_ingested_by_the_worker_and_status_is_polled(
     auth = bearer(user)
     response = client.post(
         "/api/v1/collections/inbox/documents",
-        {"file": [_file("memo.txt", b"The fire drill is on Friday at noon."),
-                  _file("../../etc/passwd", b"root:x:0:0")]},
+        {
+            "file": [
+                _file("memo.txt", b"The fire drill is on Friday at noon."),
+                _file("../../etc/passwd", b"root:x:0:0"),
+            ]
+        },
         **auth,
-    )  # fmt: skip
+    )
     assert response.status_code == 201, response.content
     docs = response.json()
     assert [d["name"] for d in docs] == ["memo.txt", "passwd"]
@@ -283,9 +291,11 @@ def test_audit_query_and_export_for_compliance_officers_only(
     client, officer, plain_user, two_collections, extractive
 ):
     client.post(
-        "/api/v1/ask", {"collection": "ward", "question": "When are visiting hours?"},
-        content_type="application/json", **bearer(plain_user),
-    )  # fmt: skip
+        "/api/v1/ask",
+        {"collection": "ward", "question": "When are visiting hours?"},
+        content_type="application/json",
+        **bearer(plain_user),
+    )
     auth = bearer(plain_user)
     for url in ("/api/v1/audit/events", "/api/v1/audit/export", "/api/v1/audit/events/1"):
         assert client.get(url, **auth).status_code == 404, url

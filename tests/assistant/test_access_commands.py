@@ -88,8 +88,11 @@ def test_check_deploy_is_clean_with_production_settings(tmp_path):
     )
     done = subprocess.run(
         [sys.executable, str(REPO / "manage.py"), "check", "--deploy", "--fail-level", "WARNING"],
-        env=env, capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     assert "no issues" in done.stdout
 

@@ -126,16 +126,20 @@ def test_api_answers_are_redacted_and_streams_send_no_raw_tokens(client, plain_u
     _, values = chart
     auth = {"HTTP_AUTHORIZATION": f"Bearer {token_create(user=plain_user, name='t').key}"}
     body = client.post(
-        "/api/v1/ask", {"collection": "charts", "question": QUESTION},
-        content_type="application/json", **auth,
-    ).json()  # fmt: skip
+        "/api/v1/ask",
+        {"collection": "charts", "question": QUESTION},
+        content_type="application/json",
+        **auth,
+    ).json()
     assert body["identifiers_redacted"] is True
     assert _leaks(json.dumps(body), values) == []
     assert any("[PHONE]" in c["text"] for c in body["citations"])
     response = client.post(
-        "/api/v1/ask", {"collection": "charts", "question": QUESTION, "stream": "ndjson"},
-        content_type="application/json", **auth,
-    )  # fmt: skip
+        "/api/v1/ask",
+        {"collection": "charts", "question": QUESTION, "stream": "ndjson"},
+        content_type="application/json",
+        **auth,
+    )
     raw = b"".join(response.streaming_content).decode()
     assert '"event": "token"' not in raw and _leaks(raw, values) == []
 
@@ -147,10 +151,27 @@ def test_audit_export_redacts_when_asked(client, plain_user, chart, tmp_path):
     client.post(reverse("portal:ask"), {"collection": "charts", "question": QUESTION})
     plain = tmp_path / "plain.jsonl"
     redacted = tmp_path / "redacted.jsonl"
-    call_command("audit", "export", "--format", "jsonl", "--type", "question.answered",
-                 "--output", str(plain))  # fmt: skip
-    call_command("audit", "export", "--format", "jsonl", "--type", "question.answered",
-                 "--redact", "--output", str(redacted))  # fmt: skip
+    call_command(
+        "audit",
+        "export",
+        "--format",
+        "jsonl",
+        "--type",
+        "question.answered",
+        "--output",
+        str(plain),
+    )
+    call_command(
+        "audit",
+        "export",
+        "--format",
+        "jsonl",
+        "--type",
+        "question.answered",
+        "--redact",
+        "--output",
+        str(redacted),
+    )
     assert values["ssn"] in plain.read_text()
     row = json.loads(redacted.read_text().splitlines()[0])
     assert row["identifiers_redacted"] is True

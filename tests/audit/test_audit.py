@@ -2,6 +2,7 @@
 
 import json
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from django.db import connection
@@ -249,20 +250,27 @@ def test_deleting_a_collection_erases_its_documents_and_is_audited(admin_user):
     types = list(AuditEvent.objects.order_by("id").values_list("event_type", flat=True))
     assert types[-2:] == ["document.erased", "collection.deleted"]
     assert audit_verify().ok
-    import os
 
     # The stored original goes once the transaction commits (on_commit); this test runs in
     # one, so only check that the path was a real file before.
-    assert path and os.path.basename(path) == document.sha256
+    assert path and Path(path).name == document.sha256
 
 
 def test_audit_command_verify_export_and_purge(tmp_path, capsys, settings):
     from django.core.management import call_command
 
-    audit_record(event_type="auth.login", summary="reader signed in", payload={"u": "reader"},
-                 actor_username="reader")  # fmt: skip
-    audit_record(event_type="auth.login", summary="other signed in", payload={"u": "other"},
-                 actor_username="other")  # fmt: skip
+    audit_record(
+        event_type="auth.login",
+        summary="reader signed in",
+        payload={"u": "reader"},
+        actor_username="reader",
+    )
+    audit_record(
+        event_type="auth.login",
+        summary="other signed in",
+        payload={"u": "other"},
+        actor_username="other",
+    )
     call_command("audit", "verify", "--json")
     report = json.loads(capsys.readouterr().out)
     assert report["ok"] is True and report["entries"] == 2

@@ -91,7 +91,7 @@ def test_concurrent_appends_on_their_own_are_batched_and_each_caller_gets_its_ow
 
 def test_a_bad_entry_in_a_batch_fails_alone_and_the_others_land_in_order():
     good_1, bad, good_2 = _params(3)
-    bad = bad[:-1] + ("not a hash",)
+    bad = (*bad[:-1], "not a hash")
     batch = [audit_writer._Pending(p) for p in (good_1, bad, good_2)]
     connection.ensure_connection()
     early = audit_writer._AppendBatcher._run(connection, batch)

@@ -5,8 +5,8 @@ their own connections, so these tests commit (transaction=True)."""
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 from django.db import connection
@@ -19,6 +19,9 @@ from audit.erasure import _redact
 from audit.models import AuditEvent
 from audit.verify import audit_verify
 from tests.audit.test_receipts import _rewrite_from, _triggers
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -37,9 +37,16 @@ def _stored_text(event_id: int) -> str:
 
 def _columns(event: AuditEvent) -> tuple:
     return (
-        event.event_type, event.created_at, event.actor_id, event.actor_username,
-        event.ip_address, event.user_agent, event.collection_id, event.flagged, event.summary,
-    )  # fmt: skip
+        event.event_type,
+        event.created_at,
+        event.actor_id,
+        event.actor_username,
+        event.ip_address,
+        event.user_agent,
+        event.collection_id,
+        event.flagged,
+        event.summary,
+    )
 
 
 def test_the_stored_payload_text_is_the_canonical_bytes_that_were_hashed():

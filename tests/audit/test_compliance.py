@@ -141,10 +141,13 @@ def test_parallel_requests_keep_the_chain_whole(live_server):
             token = page.split('name="csrfmiddlewaretoken" value="')[1].split('"')[0]
             for i in range(3):
                 data = urllib.parse.urlencode(
-                    {"username": f"intruder{n}", "password": f"guess{i}",
-                     "csrfmiddlewaretoken": token}
-                ).encode()  # fmt: skip
-                request = urllib.request.Request(login, data=data, headers={"Referer": login})
+                    {
+                        "username": f"intruder{n}",
+                        "password": f"guess{i}",
+                        "csrfmiddlewaretoken": token,
+                    }
+                ).encode()
+                request = urllib.request.Request(login, data=data, headers={"Referer": login})  # noqa: S310
                 opener.open(request).read()
         except BaseException as exc:  # noqa: BLE001
             errors.append(exc)

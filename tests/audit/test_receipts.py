@@ -164,9 +164,14 @@ def test_an_untouched_trail_with_erasures_verifies_against_its_checkpoints(signi
     assert report["entries"] == 8 and report["checkpoints"] == 2 and report["redacted"] == 2
     assert report["first_bad"] is None
     call_command(
-        "audit", "verify", "--checkpoints", str(checkpoints.settings.AUDIT_CHECKPOINT_DIR),
-        "--public-key", str(signing.public_path), "--json",
-    )  # fmt: skip
+        "audit",
+        "verify",
+        "--checkpoints",
+        str(checkpoints.settings.AUDIT_CHECKPOINT_DIR),
+        "--public-key",
+        str(signing.public_path),
+        "--json",
+    )
     out = json.loads(capsys.readouterr().out)
     assert {"ok", "entries", "checkpoints", "redacted", "first_bad"} <= out.keys()
     assert out["ok"] is True
@@ -186,9 +191,13 @@ def test_a_superuser_who_rewrites_an_entry_and_every_later_hash_is_named(signing
     assert report["first_bad"]["id"] == victim.id
     with pytest.raises(SystemExit) as exit_info:
         call_command(
-            "audit", "verify", "--checkpoints", str(checkpoints.settings.AUDIT_CHECKPOINT_DIR),
-            "--public-key", str(signing.public_path),
-        )  # fmt: skip
+            "audit",
+            "verify",
+            "--checkpoints",
+            str(checkpoints.settings.AUDIT_CHECKPOINT_DIR),
+            "--public-key",
+            str(signing.public_path),
+        )
     assert exit_info.value.code == 1
     assert f"entry {victim.id}" in capsys.readouterr().out
 
@@ -294,8 +303,9 @@ def test_an_answer_receipt_verifies_offline_and_a_tampered_one_does_not(
     record_file = tmp_path / "record.json"
     record_file.write_bytes(receipts.entry_record(event))
 
-    result = _run_tool(str(receipt_file), "--public-key", str(signing.public_path),
-                       "--payload", str(record_file))  # fmt: skip
+    result = _run_tool(
+        str(receipt_file), "--public-key", str(signing.public_path), "--payload", str(record_file)
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout.startswith("The receipt holds")
     assert f"audit entry {event.id}" in result.stdout
@@ -311,8 +321,9 @@ def test_an_answer_receipt_verifies_offline_and_a_tampered_one_does_not(
     other_record = json.loads(record_file.read_text())
     other_record["payload"]["answer"] = "Staff receive forty days of annual leave."
     record_file.write_text(json.dumps(other_record))
-    result = _run_tool(str(receipt_file), "--public-key", str(signing.public_path),
-                       "--payload", str(record_file))  # fmt: skip
+    result = _run_tool(
+        str(receipt_file), "--public-key", str(signing.public_path), "--payload", str(record_file)
+    )
     assert result.returncode == 1 and "answer record" in result.stdout
 
     other = checkpoints.key_generate(directory=tmp_path / "other")
@@ -483,7 +494,7 @@ def test_checkpoints_are_posted_to_the_witness_and_a_dead_witness_loses_nothing(
     received: list[dict] = []
 
     class Witness(BaseHTTPRequestHandler):
-        def do_POST(self):  # noqa: N802
+        def do_POST(self):
             received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
             self.send_response(204)
             self.end_headers()

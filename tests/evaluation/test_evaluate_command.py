@@ -93,9 +93,16 @@ def test_evaluate_ingests_the_referenced_files_and_scores_spans(benchmark):
 def test_per_document_search_stays_in_the_gold_document(benchmark, tmp_path):
     details = tmp_path / "details.jsonl"
     report = _evaluate(
-        str(benchmark), "--collection", "bench", "--ingest", "--per-document", "--k", "8",
-        "--details", str(details),
-    )  # fmt: skip
+        str(benchmark),
+        "--collection",
+        "bench",
+        "--ingest",
+        "--per-document",
+        "--k",
+        "8",
+        "--details",
+        str(details),
+    )
     assert report["k"]["8"]["recall"] == 1.0
     rows = [json.loads(line) for line in details.read_text().splitlines()]
     ids = dict(Document.objects.values_list("name", "id"))

@@ -34,9 +34,19 @@ def test_evaluate_records_reports_hits_answers_and_mixed(settings):
     llm.get_llm.cache_clear()
     out = StringIO()
     call_command(
-        "evaluate", str(BENCHMARK), "--records", "--collection", "rec", "--ingest",
-        "--limit", "3", "--k", "1,4", "--json", stdout=out,
-    )  # fmt: skip
+        "evaluate",
+        str(BENCHMARK),
+        "--records",
+        "--collection",
+        "rec",
+        "--ingest",
+        "--limit",
+        "3",
+        "--k",
+        "1,4",
+        "--json",
+        stdout=out,
+    )
     report = json.loads(out.getvalue())
     assert report["queries"] == 3
     assert set(report["retrieval_hit"]) >= {"all", "fhir", "text"}

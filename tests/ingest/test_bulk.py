@@ -74,8 +74,10 @@ def test_zip_entries_land_and_hostile_entries_fail_with_reasons():
 
 def test_declared_sizes_are_not_trusted_and_totals_are_capped():
     # Stored (no compression): ratio 1, so only the size caps can stop these entries.
-    data = make_zip({"a.txt": b"a" * 3000, "b.txt": b"b" * 3000, "c.txt": b"c" * 100},
-                    compression=zipfile.ZIP_STORED)  # fmt: skip
+    data = make_zip(
+        {"a.txt": b"a" * 3000, "b.txt": b"b" * 3000, "c.txt": b"c" * 100},
+        compression=zipfile.ZIP_STORED,
+    )
     limits = ArchiveLimits(
         max_entries=10, max_total_bytes=5000, max_ratio=200, max_entry_bytes=4000
     )

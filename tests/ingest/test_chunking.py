@@ -1,3 +1,5 @@
+import itertools
+
 from ingest.chunking import chunk
 from ingest.parsers import join_pages
 from ingest.parsers.text import parse_text
@@ -41,7 +43,7 @@ def test_overlap_repeats_whole_sentences_between_neighbours():
     parsed = parse_text(text.encode())
     drafts = chunk(parsed, size=300, overlap=120)
     assert len(drafts) >= 5
-    for a, b in zip(drafts, drafts[1:], strict=False):
+    for a, b in itertools.pairwise(drafts):
         assert b.start < a.end, "neighbouring chunks should overlap"
         assert b.start > a.start
 

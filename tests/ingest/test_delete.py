@@ -1,7 +1,7 @@
 """Issue 3: deleting a document or a collection removes the stored file, the chunks and the
 vectors (searching for its text afterwards finds nothing), and is audited."""
 
-import os
+from pathlib import Path
 
 import pytest
 
@@ -18,8 +18,11 @@ QUESTION = "Who keeps the vault combination for the Zanzibar archive?"
 
 
 def found(collection_ids) -> list:
-    return [h for h in retrieve(question=QUESTION, collection_ids=collection_ids, k=5)
-            if "Zanzibar" in h.text]  # fmt: skip
+    return [
+        h
+        for h in retrieve(question=QUESTION, collection_ids=collection_ids, k=5)
+        if "Zanzibar" in h.text
+    ]
 
 
 def test_deleting_a_document_leaves_nothing_to_find(admin_user):
@@ -27,12 +30,12 @@ def test_deleting_a_document_leaves_nothing_to_find(admin_user):
     document = ingest_bytes(collection, "vault.txt", SECRET)
     keep = ingest_bytes(collection, "other.txt", b"The canteen opens at eight.")
     path, document_id = document.file.path, document.pk
-    assert os.path.exists(path) and found([collection.id])
+    assert Path(path).exists() and found([collection.id])
     admin_actions.document_erase(document=document, user=admin_user, reason="test")
     assert not Document.objects.filter(pk=document_id).exists()
     assert not Chunk.objects.filter(document_id=document_id).exists()
     assert found([collection.id]) == []  # neither the vector nor the full-text arm has it
-    assert not os.path.exists(path)
+    assert not Path(path).exists()
     assert Chunk.objects.filter(document=keep).exists()
     erased = AuditEvent.objects.get(event_type="document.erased")
     assert erased.actor == admin_user and erased.payload["document_id_erased"] == document_id
@@ -46,7 +49,7 @@ def test_deleting_a_collection_leaves_nothing_to_find(admin_user):
     admin_actions.collection_delete(collection=collection, user=admin_user)
     assert not Chunk.objects.filter(collection_id=collection_id).exists()
     assert found([collection_id]) == []
-    assert not os.path.exists(path)
+    assert not Path(path).exists()
     assert AuditEvent.objects.filter(event_type="collection.deleted").count() == 1
 
 

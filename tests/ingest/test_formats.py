@@ -82,10 +82,16 @@ def test_html_keeps_visible_text_headings_and_table_rows(settings):
     assert document.status == Document.Status.READY, document.status_message
     assert document.mime_type == "text/html"
     for hidden in [
-        "SCRIPT-TEXT-MUST-NOT-APPEAR", "SECOND-SCRIPT", "HIDDEN-ATTRIBUTE-TEXT",
-        "INLINE-HIDDEN-TEXT", "ARIA-HIDDEN-TEXT", "NOSCRIPT-TEXT", "COMMENT-TEXT", "color: red",
+        "SCRIPT-TEXT-MUST-NOT-APPEAR",
+        "SECOND-SCRIPT",
+        "HIDDEN-ATTRIBUTE-TEXT",
+        "INLINE-HIDDEN-TEXT",
+        "ARIA-HIDDEN-TEXT",
+        "NOSCRIPT-TEXT",
+        "COMMENT-TEXT",
+        "color: red",
         "CLASS-HIDDEN-TEXT",
-    ]:  # fmt: skip
+    ]:
         assert hidden not in document.text
     assert "All visitors must sign in at reception and wear a badge." in document.text
     assert "| Day | Open | Close |\n| Monday | 08:00 | 18:00 |" in document.text

@@ -56,15 +56,19 @@ def test_int8_batches_run_side_by_side_give_the_vectors_of_one_batch_at_a_time()
     from ingest.onnx_embedding import OnnxEmbedder
     from ingest.onnx_export import onnx_model_ensure
 
-    texts = cuad_chunks(limit_files=2, per_file=40) + ["Termination", "What law governs?"]
+    texts = [*cuad_chunks(limit_files=2, per_file=40), "Termination", "What law governs?"]
     exported = onnx_model_ensure(Path(default_model_path()), Path(settings.EMBEDDING_ONNX_DIR))
     assert exported.int8_path is not None
 
     def embedder(threads: int) -> OnnxEmbedder:
         return OnnxEmbedder(
-            Path(default_model_path()), exported.fp32_path, exported.int8_path,
-            batch_size=8, threads=threads, name="x",
-        )  # fmt: skip
+            Path(default_model_path()),
+            exported.fp32_path,
+            exported.int8_path,
+            batch_size=8,
+            threads=threads,
+            name="x",
+        )
 
     side_by_side, one_at_a_time = embedder(2), embedder(1)
     assert side_by_side._parallel == 2 and one_at_a_time._parallel == 1

@@ -38,7 +38,7 @@ def test_pdf_without_text_layer_says_so():
 
 
 def test_corrupt_pdf_is_refused_with_a_reason():
-    with pytest.raises(ParseError, match="damaged|no pages"):
+    with pytest.raises(ParseError, match=r"damaged|no pages"):
         parse(b"%PDF-1.7\n" + b"garbage " * 200, "broken.pdf")
 
 

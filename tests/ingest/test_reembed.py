@@ -14,8 +14,9 @@ pytestmark = pytest.mark.django_db
 
 def test_reembed_replaces_vectors_of_another_model_in_batches(capsys):
     collection = make_collection()
-    text = "\n\n".join(f"Paragraph {i}: the landlord repairs the roof within {i} days." * 8
-                       for i in range(6))  # fmt: skip
+    text = "\n\n".join(
+        f"Paragraph {i}: the landlord repairs the roof within {i} days." * 8 for i in range(6)
+    )
     document = ingest_bytes(collection, "lease.txt", text.encode())
     chunks = Chunk.objects.filter(document=document)
     assert chunks.count() >= 3

@@ -200,9 +200,12 @@ def test_every_post_form_refuses_a_request_without_csrf_token(plain_user, office
     token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page.content.decode())[1]
     response = csrf_client.post(
         reverse("portal:ask"),
-        {"collection": "ward", "question": "When are visiting hours?",
-         "csrfmiddlewaretoken": token},
-    )  # fmt: skip
+        {
+            "collection": "ward",
+            "question": "When are visiting hours?",
+            "csrfmiddlewaretoken": token,
+        },
+    )
     assert response.status_code == 302 and Question.objects.count() == 2
 
 
@@ -240,9 +243,11 @@ def test_injection_strings_in_questions_are_plain_text(client, plain_user, ward)
         response = client.post(reverse("portal:ask"), {"collection": "ward", "question": text})
         assert response.status_code == 302, text
         api = client.post(
-            "/api/v1/ask", {"collection": "ward", "question": text},
-            content_type="application/json", HTTP_AUTHORIZATION=f"Bearer {key}",
-        )  # fmt: skip
+            "/api/v1/ask",
+            {"collection": "ward", "question": text},
+            content_type="application/json",
+            HTTP_AUTHORIZATION=f"Bearer {key}",
+        )
         assert api.status_code in {200, 400}, (text, api.content)
         if api.status_code == 200:
             assert "Globex" not in api.content.decode()
@@ -276,16 +281,20 @@ def test_oversized_and_malformed_requests_get_clear_4xx(client, plain_user, ward
     response = client.post(reverse("portal:ask"), {"collection": "ward", "question": big})
     assert response.status_code in {400, 413}
     response = client.post(
-        "/api/v1/ask", '{"collection": "ward", "question": "' + big + '"}',
-        content_type="application/json", **auth,
-    )  # fmt: skip
+        "/api/v1/ask",
+        '{"collection": "ward", "question": "' + big + '"}',
+        content_type="application/json",
+        **auth,
+    )
     assert response.status_code == 413
     assert "too large" in response.json()["error"]
     settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024
     too_long = client.post(
-        "/api/v1/ask", {"collection": "ward", "question": "y" * 2001},
-        content_type="application/json", **auth,
-    )  # fmt: skip
+        "/api/v1/ask",
+        {"collection": "ward", "question": "y" * 2001},
+        content_type="application/json",
+        **auth,
+    )
     assert too_long.status_code == 400 and "2000 characters" in too_long.json()["error"]
     for body, ctype in [
         (

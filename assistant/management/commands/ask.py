@@ -6,6 +6,7 @@ python manage.py ask "QUESTION" --collection SLUG [--user NAME] [--k N] [--json]
 from __future__ import annotations
 
 import json
+from typing import TYPE_CHECKING, Any
 
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ObjectDoesNotExist
@@ -18,19 +19,32 @@ from ingest.models import Collection
 from ingest.redaction import must_redact, redact
 from ingest.selectors import collection_get
 
+if TYPE_CHECKING:
+    from django.contrib.auth.models import User
+    from django.core.management.base import CommandParser
+
 
 class Command(BaseCommand):
     help = "Answer a question from a collection's documents, with citations."
 
-    def add_arguments(self, parser) -> None:
+    def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("question")
         parser.add_argument("--collection", required=True, metavar="SLUG")
         parser.add_argument("--user", metavar="NAME", help="ask as this user, with their grants")
         parser.add_argument("--k", type=int, default=None, help="passages to retrieve")
         parser.add_argument("--json", action="store_true")
 
-    def handle(self, *args, question, collection, user, k, json: bool, **options):
-        asker = None
+    def handle(
+        self,
+        *args: Any,
+        question: str,
+        collection: str,
+        user: str | None,
+        k: int | None,
+        json: bool,
+        **options: Any,
+    ) -> None:
+        asker: User | None = None
         if user:
             try:
                 asker = get_user_model().objects.get(username=user)
@@ -82,5 +96,5 @@ class Command(BaseCommand):
             self.stdout.write(f"[{c['n']}] {c['document']}{page}")
 
 
-def _dumps(value) -> str:
+def _dumps(value: dict[str, Any]) -> str:
     return json.dumps(value, indent=2)

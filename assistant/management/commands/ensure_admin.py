@@ -4,19 +4,23 @@ from __future__ import annotations
 
 import os
 import secrets
+from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand
 
+if TYPE_CHECKING:
+    from django.core.management.base import CommandParser
+
 
 class Command(BaseCommand):
     help = "Create the first admin (random password) if there is no superuser yet."
 
-    def add_arguments(self, parser) -> None:
+    def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--username", default=os.environ.get("ADMIN_USERNAME", "admin"))
 
-    def handle(self, *args, username: str, **options) -> None:
+    def handle(self, *args: Any, username: str, **options: Any) -> None:
         User = get_user_model()
         password_file = settings.DATA_DIR / "admin-password.txt"
         port = os.environ.get("PORT", "8000")

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from django.contrib.auth.models import Group
 from django.core.management.base import BaseCommand, CommandError
 
-from assistant.actions import grant_set
+from assistant.access import grant_set
 from ingest.models import Collection
 
+if TYPE_CHECKING:
+    from django.core.management.base import CommandParser
 
-def collection_and_group(slug: str, group: str, *, create_group: bool):
+
+def collection_and_group(slug: str, group: str, *, create_group: bool) -> tuple[Collection, Group]:
     try:
         collection = Collection.objects.get(slug=slug)
     except Collection.DoesNotExist as exc:
@@ -25,12 +30,12 @@ def collection_and_group(slug: str, group: str, *, create_group: bool):
 class Command(BaseCommand):
     help = "Let a group read and ask in a collection (--manage: also upload and erase)."
 
-    def add_arguments(self, parser) -> None:
+    def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("slug")
         parser.add_argument("--group", required=True, metavar="G")
         parser.add_argument("--manage", action="store_true")
 
-    def handle(self, *args, slug: str, group: str, manage: bool, **options) -> None:
+    def handle(self, *args: Any, slug: str, group: str, manage: bool, **options: Any) -> None:
         collection, target = collection_and_group(slug, group, create_group=True)
         grant_set(collection=collection, group=target, can_manage=manage, actor_name="cli")
         self.stdout.write(f"{target.name}: {'manage' if manage else 'read'} on {collection.slug}")

@@ -15,6 +15,7 @@ import sys
 import time
 from collections import Counter
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from django.core.management.base import BaseCommand, CommandError
 
@@ -22,6 +23,13 @@ from assistant.actions import UploadOutcome, collection_saved, documents_upload
 from ingest.models import Collection, Document
 from ingest.pipeline import documents_ingest
 from ingest.services import collection_get_or_create
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    from django.core.management.base import CommandParser
+
+    from ingest.pipeline import IngestResult
 
 SKIP_NAMES = {".DS_Store", "Thumbs.db"}
 BAR_WIDTH = 30
@@ -60,7 +68,7 @@ class Command(BaseCommand):
         "into a collection."
     )
 
-    def add_arguments(self, parser) -> None:
+    def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("paths", nargs="+", metavar="PATH")
         parser.add_argument("--collection", required=True, metavar="SLUG")
         parser.add_argument("--create", action="store_true", help="create the collection")
@@ -68,7 +76,17 @@ class Command(BaseCommand):
         parser.add_argument("--json", action="store_true", help="print a JSON report")
         parser.add_argument("--timeout", type=float, default=3600, help="seconds to wait")
 
-    def handle(self, *args, paths, collection, create, sync, json: bool, timeout, **options):
+    def handle(
+        self,
+        *args: Any,
+        paths: list[str],
+        collection: str,
+        create: bool,
+        sync: bool,
+        json: bool,
+        timeout: float,
+        **options: Any,
+    ) -> None:
         self.started = time.monotonic()
         self.quiet = json
         existed = Collection.objects.filter(slug=collection).exists()
@@ -82,7 +100,8 @@ class Command(BaseCommand):
         rows: list[dict] = []
         files = _files(paths)  # a missing path is an error before anything is stored
 
-        def inputs():  # read one file at a time: a folder may not fit in memory
+        # Read one file at a time: a folder may not fit in memory.
+        def inputs() -> Iterator[tuple[str, bytes, str]]:
             for path in files:
                 try:
                     yield path.name, path.read_bytes(), str(path.resolve())
@@ -103,15 +122,17 @@ class Command(BaseCommand):
         if sync:
             attachments: list[int] = []
 
-            def finished(result) -> None:
+            def finished(result: IngestResult) -> None:
                 attachments.extend(result.attachment_ids)
                 row = by_document.pop(result.document_id, None)
                 if row is None:
                     return  # an e-mail attachment: ingested here, reported with its message
                 row.update(
-                    status=result.status, pages=result.pages, chunks=result.chunks,
+                    status=result.status,
+                    pages=result.pages,
+                    chunks=result.chunks,
                     error=result.error,
-                )  # fmt: skip
+                )
                 self._draw()
 
             pending = list(by_document)
@@ -188,9 +209,16 @@ def _row_document(document: Document) -> dict:
 
 
 def _row_failed(path: Path, error: str) -> dict:
-    return {"id": None, "path": str(path), "name": path.name, "status": "failed",
-            "pages": None, "chunks": 0, "error": error}  # fmt: skip
+    return {
+        "id": None,
+        "path": str(path),
+        "name": path.name,
+        "status": "failed",
+        "pages": None,
+        "chunks": 0,
+        "error": error,
+    }
 
 
-def _json_dumps(value) -> str:
+def _json_dumps(value: dict[str, Any]) -> str:
     return json.dumps(value, indent=2)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import secrets
 import sys
+from typing import TYPE_CHECKING, Any
 
 from django.contrib.auth import get_user_model, password_validation
 from django.contrib.auth.models import Group
@@ -19,14 +20,18 @@ from django.core.exceptions import ObjectDoesNotExist, ValidationError
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
-from assistant.actions import roles_changed
+from assistant.access import roles_changed
 from assistant.roles import roles_ensure
+
+if TYPE_CHECKING:
+    from django.contrib.auth.models import User
+    from django.core.management.base import CommandParser
 
 
 class Command(BaseCommand):
     help = "Add users with a role (and extra groups)."
 
-    def add_arguments(self, parser) -> None:
+    def add_arguments(self, parser: CommandParser) -> None:
         sub = parser.add_subparsers(dest="action", required=True)
         add = sub.add_parser("add", help="create a user")
         add.add_argument("name")
@@ -42,7 +47,7 @@ class Command(BaseCommand):
         revoke = sub.add_parser("revoke-token", help="revoke an API token by its prefix")
         revoke.add_argument("prefix")
 
-    def handle(self, *args, action: str, **options) -> None:
+    def handle(self, *args: Any, action: str, **options: Any) -> None:
         if action == "add":
             self._add(options)
         elif action == "token":
@@ -52,13 +57,13 @@ class Command(BaseCommand):
         elif action == "revoke-token":
             self._revoke_token(options)
 
-    def _user(self, name: str):
+    def _user(self, name: str) -> User:
         try:
             return get_user_model().objects.get(username=name)
         except ObjectDoesNotExist as exc:
             raise CommandError(f"No user {name!r}.") from exc
 
-    def _token(self, options) -> None:
+    def _token(self, options: dict[str, Any]) -> None:
         from assistant.api.tokens import token_create
 
         user = self._user(options["name"])
@@ -75,14 +80,14 @@ class Command(BaseCommand):
         )
         self.stdout.write(new.key)
 
-    def _tokens(self, options) -> None:
+    def _tokens(self, options: dict[str, Any]) -> None:
         user = self._user(options["name"])
         for t in user.api_tokens.all():
             state = "revoked" if t.revoked_at else "active"
             used = f"{t.last_used_at:%Y-%m-%d %H:%M}" if t.last_used_at else "never"
             self.stdout.write(f"{t.prefix}  {state:8} {t.name}  last used {used}")
 
-    def _revoke_token(self, options) -> None:
+    def _revoke_token(self, options: dict[str, Any]) -> None:
         from assistant.api.tokens import token_revoke
         from assistant.models import ApiToken
 
@@ -96,7 +101,7 @@ class Command(BaseCommand):
         token_revoke(token=matches[0], actor_name="cli")
         self.stdout.write(f"Revoked {matches[0].prefix}… of {matches[0].user.username!r}")
 
-    def _add(self, options) -> None:
+    def _add(self, options: dict[str, Any]) -> None:
         User = get_user_model()
         name = options["name"]
         if User.objects.filter(username=name).exists():
@@ -118,9 +123,11 @@ class Command(BaseCommand):
             groups += [Group.objects.get_or_create(name=g)[0] for g in options["group"]]
             user.groups.add(*groups)
             roles_changed(
-                target=user, before=[], after=[g.name for g in groups],
+                target=user,
+                before=[],
+                after=[g.name for g in groups],
                 actor_name="cli",
-            )  # fmt: skip
+            )
         self.stdout.write(
             f"Created {options['role']} {name!r} in {', '.join(g.name for g in groups)}"
         )

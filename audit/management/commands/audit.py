@@ -17,6 +17,7 @@ import getpass
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
@@ -29,11 +30,14 @@ from audit.models import AuditEvent
 from audit.settings_snapshot import settings_snapshot_record
 from audit.verify import audit_verify
 
+if TYPE_CHECKING:
+    from django.core.management.base import CommandParser
+
 
 class Command(BaseCommand):
     help = "Verify, export or purge the audit trail."
 
-    def add_arguments(self, parser) -> None:
+    def add_arguments(self, parser: CommandParser) -> None:
         sub = parser.add_subparsers(dest="action", required=True)
         verify = sub.add_parser("verify", help="recompute the hash chain")
         verify.add_argument("--json", action="store_true")
@@ -66,7 +70,7 @@ class Command(BaseCommand):
         sub.add_parser("purge", help="tombstone entries older than AUDIT_RETENTION_DAYS")
         sub.add_parser("snapshot-settings", help="audit changed behaviour settings")
 
-    def handle(self, *args, action: str, **options) -> None:
+    def handle(self, *args: Any, action: str, **options: Any) -> None:
         match action:
             case "verify" if options["checkpoints"] or options["public_key"]:
                 self._verify_checkpoints(options)
@@ -105,7 +109,7 @@ class Command(BaseCommand):
         if not report.ok:
             raise SystemExit(1)
 
-    def _verify_checkpoints(self, options) -> None:
+    def _verify_checkpoints(self, options: dict[str, Any]) -> None:
         if not options["checkpoints"] or not options["public_key"]:
             raise CommandError("--checkpoints and --public-key go together")
         directory = Path(options["checkpoints"])
@@ -118,19 +122,19 @@ class Command(BaseCommand):
         report = audit_verify_checkpoints(directory=directory, public_key=public_key, record=True)
         if options["json"]:
             self.stdout.write(json.dumps(report.as_dict()))
-        elif report.ok:
+        elif report.first_bad is None:  # report.ok
             self.stdout.write(
                 f"OK: {report.entries} entries verified ({report.redacted} redacted) against "
                 f"{report.checkpoints} signed checkpoint(s) in {report.seconds:.2f} s"
             )
         else:
-            self.stdout.write(f"FAILED: {report.first_bad['reason']}")  # type: ignore[index]
+            self.stdout.write(f"FAILED: {report.first_bad['reason']}")
             for problem in report.problems[1:]:
                 self.stdout.write(f"  also: {problem['reason']}")
         if not report.ok:
             raise SystemExit(1)
 
-    def _keygen(self, options) -> None:
+    def _keygen(self, options: dict[str, Any]) -> None:
         try:
             key = checkpoints.key_generate(directory=Path(options["out"]))
         except FileExistsError as exc:
@@ -170,7 +174,7 @@ class Command(BaseCommand):
                 f"signed by key {written.key_id}: {target}"
             )
 
-    def _receipt(self, options) -> None:
+    def _receipt(self, options: dict[str, Any]) -> None:
         event = AuditEvent.objects.filter(pk=options["audit_id"]).first()
         if event is None:
             raise CommandError(f"no audit entry {options['audit_id']}")
@@ -185,7 +189,7 @@ class Command(BaseCommand):
                 raise CommandError(exc.reason) from exc
         self.stdout.write(json.dumps(receipt, indent=1))
 
-    def _export(self, options) -> None:
+    def _export(self, options: dict[str, Any]) -> None:
         params = {
             "user": options["user"],
             "collection": options["collection"],
@@ -197,7 +201,7 @@ class Command(BaseCommand):
             "patient": str(options["patient"] or ""),
         }
         filters = compliance.AuditFilter.from_params(params)
-        if options["since"] and filters.since is None or options["until"] and not filters.until:
+        if (options["since"] and filters.since is None) or (options["until"] and not filters.until):
             raise CommandError("--since and --until take dates as YYYY-MM-DD")
         count = compliance.audit_query(filters=filters).count()
         audit_record(
@@ -214,9 +218,7 @@ class Command(BaseCommand):
         out = (
             sys.stdout
             if options["output"] == "-"
-            else open(  # noqa: SIM115
-                options["output"], "w", encoding="utf-8", newline=""
-            )
+            else Path(options["output"]).open("w", encoding="utf-8", newline="")  # noqa: SIM115
         )
         try:
             for line in compliance.export_lines(

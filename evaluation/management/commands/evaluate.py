@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from django.core.management.base import BaseCommand, CommandError
 
@@ -32,11 +33,16 @@ from ingest.models import Collection
 from ingest.selectors import SEARCH_MODES
 from ingest.services import collection_get_or_create
 
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from django.core.management.base import CommandParser
+
 
 class Command(BaseCommand):
     help = "Measure retrieval (recall/precision/hit@k, latency) on a benchmark."
 
-    def add_arguments(self, parser) -> None:
+    def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("benchmark", nargs="?", metavar="BENCHMARK.json")
         parser.add_argument("--pubmedqa", metavar="ori_pqal.json", help="a PubMedQA file")
         parser.add_argument("--collection", required=True, metavar="SLUG")
@@ -57,7 +63,17 @@ class Command(BaseCommand):
             "--answer-k", type=int, default=None, help="--records: passages per answer"
         )
 
-    def handle(self, *args, benchmark, pubmedqa, collection, ingest, k, mode, **options):
+    def handle(
+        self,
+        *args: Any,
+        benchmark: str | None,
+        pubmedqa: str | None,
+        collection: str,
+        ingest: bool,
+        k: str,
+        mode: str,
+        **options: Any,
+    ) -> None:
         if bool(benchmark) == bool(pubmedqa):
             raise CommandError("Give either BENCHMARK.json or --pubmedqa ori_pqal.json.")
         if pubmedqa and options["per_document"]:
@@ -71,7 +87,9 @@ class Command(BaseCommand):
             return
         try:
             ks = evaluation.parse_ks(k)
-            path = Path(benchmark or pubmedqa)
+            source = benchmark or pubmedqa
+            assert source is not None  # exactly one of the two (checked above)
+            path = Path(source)
             if benchmark:
                 queries = evaluation.load_span_benchmark(path)[:limit]
                 sources = benchmarks.span_sources(benchmark=path, queries=queries)
@@ -82,6 +100,7 @@ class Command(BaseCommand):
             raise CommandError(str(exc)) from exc
         target = self._collection(collection, sources, ingest=ingest, quiet=as_json)
         progress = None if as_json else self._progress
+        run: benchmarks.SpanRun | benchmarks.RankRun
         if benchmark:
             run = benchmarks.span_benchmark_run(
                 collection=target,
@@ -132,7 +151,7 @@ class Command(BaseCommand):
             "p95": round(evaluation.percentile(run.latencies_ms, 95), 2),
         }
         if options["details"]:
-            with open(options["details"], "w", encoding="utf-8") as handle:
+            with Path(options["details"]).open("w", encoding="utf-8") as handle:
                 for row in run.details:
                     handle.write(json.dumps(row) + "\n")
         if as_json:
@@ -140,7 +159,9 @@ class Command(BaseCommand):
         else:
             self._print_table(report)
 
-    def _collection(self, slug: str, sources, *, ingest: bool, quiet: bool) -> Collection:
+    def _collection(
+        self, slug: str, sources: Sequence[benchmarks.Source], *, ingest: bool, quiet: bool
+    ) -> Collection:
         """The benchmark's collection; with `ingest`, created and filled with its files first."""
         try:
             target = collection_get_or_create(slug=slug, create=ingest)
@@ -156,7 +177,9 @@ class Command(BaseCommand):
             )
         return target
 
-    def _records(self, *, benchmark, collection, ingest, k, **options) -> None:
+    def _records(
+        self, *, benchmark: str, collection: str, ingest: bool, k: str, **options: Any
+    ) -> None:
         from django.conf import settings
 
         as_json = options["json"]
@@ -186,7 +209,7 @@ class Command(BaseCommand):
         report = run.report()
         report["llm_backend"] = settings.LLM_BACKEND
         if options["details"]:
-            with open(options["details"], "w", encoding="utf-8") as handle:
+            with Path(options["details"]).open("w", encoding="utf-8") as handle:
                 for row in run.details:
                     handle.write(json.dumps(row) + "\n")
         if as_json:

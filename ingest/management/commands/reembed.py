@@ -8,6 +8,7 @@ Run it after changing EMBEDDING_MODEL; it is safe to stop and run again.
 from __future__ import annotations
 
 import sys
+from typing import TYPE_CHECKING, Any
 
 from django.core.management.base import BaseCommand, CommandError
 
@@ -15,18 +16,23 @@ from ingest.embedding import get_embedder
 from ingest.models import Chunk, Collection
 from ingest.services import chunks_reembed
 
+if TYPE_CHECKING:
+    from django.core.management.base import CommandParser
+
 
 class Command(BaseCommand):
     help = "Re-embed chunks whose stored model differs from the current embedding model."
 
-    def add_arguments(self, parser) -> None:
+    def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--collection", metavar="SLUG")
         parser.add_argument("--batch-size", type=int, default=256)
         parser.add_argument(
             "--check", action="store_true", help="only count stale chunks; exit 1 if any"
         )
 
-    def handle(self, *args, collection, batch_size, check, **options) -> None:
+    def handle(
+        self, *args: Any, collection: str | None, batch_size: int, check: bool, **options: Any
+    ) -> None:
         target = None
         if collection:
             target = Collection.objects.filter(slug=collection).first()
