@@ -75,6 +75,11 @@ class Answer(models.Model):
     def is_extractive(self) -> bool:
         return self.backend == "extractive"
 
+    @property
+    def is_from_record(self) -> bool:
+        """Quoted from a patient's record, section by section (assistant/patient_answers.py)."""
+        return self.backend == "record"
+
 
 class Feedback(models.Model):
     """A user's thumbs up or down on an answer, with an optional comment (audited)."""

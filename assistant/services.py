@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 
-from . import grounding, patients, prompt
+from . import grounding, patient_answers, patients, prompt
 from .llm import GenerationError, get_llm
 from .prompt import Passage, Turn
 from .retrieval import answerable, evidence, is_relevant, retrieve
@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 
     from audit.append import RequestMeta
     from ingest.models import Collection
+    from ingest.records import PatientMatch
     from ingest.selectors import ChunkHit
 
     from .llm import LLM
@@ -85,8 +86,17 @@ def question_ask_stream(
     # Clinical records: a question naming a patient searches only that patient's documents;
     # one naming several gets a question back (assistant/patients.py).
     scope = patients.patient_scope(question=search_text, collection_ids=[collection.id])
+    # A question about one patient in a category their records hold in sections is answered
+    # from those sections (patient_answers.py); anything else is retrieved.
+    record = (
+        patient_answers.record_answer(patient=scope.patient, ask=scope.ask)
+        if scope.patient is not None
+        and scope.ask.recognised
+        and settings.PATIENT_ANSWERS == "quote"
+        else None
+    )
     hits: list[ChunkHit] = []
-    if not scope.ambiguous:
+    if record is None and not scope.asks_back:
         hits = retrieve(
             question=patients.search_text(search_text) if scope.patients else search_text,
             collection_ids=[collection.id],
@@ -101,7 +111,9 @@ def question_ask_stream(
         hits = []
     relevant = patients.one_patient([h for h in hits if is_relevant(h)])
     topic = ""
-    if scope.patient is not None and relevant:
+    if record is not None:
+        relevant = record.passages
+    elif scope.patient is not None and relevant:
         relevant, topic = _patient_topic(
             question, scope, relevant, collection_id=collection.id, k=k
         )
@@ -119,13 +131,20 @@ def question_ask_stream(
         # Every passage names the patient: their name says nothing about which line answers.
         draft.extractive_question = patients.without_name(search_text, scope.patient)
     try:
-        if scope.ambiguous:
+        if scope.asks_back:
             draft.text, draft.backend, draft.refused = (
                 patients.clarification_text(scope),
                 "none",
                 True,
             )
-            draft.fallback_reason = "Several patients match; asked which one is meant."
+            draft.fallback_reason = (
+                "Several patients match; asked which one is meant."
+                if scope.ambiguous
+                else "The question is about a patient but names none; asked which one is meant."
+            )
+        elif record is not None:
+            draft.text, draft.backend, draft.refused = record.text, "record", record.not_recorded
+            draft.cited = {p.n for p in passages}
         elif not passages:
             draft.text, draft.backend, draft.refused = refusal_text(collection), "none", True
         elif scope.patient is not None and topic:
@@ -138,6 +157,8 @@ def question_ask_stream(
                 draft.backend, draft.model = llm.backend, llm.model
                 yield from _stream_model(llm, draft, question, passages, history)
             _finish(draft, collection=collection, question=search_text, passages=passages)
+        if scope.patient is not None:
+            _for_the_patient(draft, scope.patient, relevant, passages)
     except GeneratorExit:
         draft.stopped = True
         draft.text = "".join(draft.streamed).strip()
@@ -152,6 +173,31 @@ def question_ask_stream(
         draft, user, collection, question, k, meta, follows, relevant, passages, started
     )
     yield {"type": "done", "answer": answer}
+
+
+def _for_the_patient(
+    draft: Draft, patient: PatientMatch, relevant: list[ChunkHit], passages: list[Passage]
+) -> None:
+    """A patient answer says whose record it is, and cites only that patient's documents: one
+    citing another patient's passage is withheld (and flagged in the audit)."""
+    strangers = sorted(
+        h.patient_id
+        for h, p in zip(relevant, passages, strict=True)
+        if p.n in draft.cited and h.patient_id is not None and h.patient_id != patient.patient_id
+    )
+    if strangers:
+        draft.withheld = (
+            f"A cited passage comes from another patient's record (patient {strangers[0]}); "
+            "the answer was withheld."
+        )
+        draft.text = f"The answer about {patient_answers.patient_header(patient)} was withheld: "
+        draft.text += "it cited another patient's record."
+        draft.refused, draft.cited = True, set()
+        draft.fallback_reason = draft.withheld
+        return
+    header = patient_answers.patient_header(patient)
+    if not draft.refused and draft.text and not draft.text.startswith(patient.name):
+        draft.text = f"{header}: {draft.text}"
 
 
 def _patient_topic(

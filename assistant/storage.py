@@ -68,6 +68,7 @@ class Draft:
     max_sentences: int = 3
     extractive_question: str = ""
     evidence: Evidence | None = None  # the refusal gate's signals, kept in the audit entry
+    withheld: str = ""  # why the answer was withheld (a patient answer citing another patient)
 
 
 def answer_store(
@@ -83,7 +84,7 @@ def answer_store(
     started: float,
 ) -> Answer:
     unsupported: list[dict[str, object]] = []
-    if not draft.refused and draft.backend not in {"extractive", "none"} and draft.text:
+    if not draft.refused and draft.backend not in {"extractive", "record", "none"} and draft.text:
         unsupported = grounding.unsupported_sentences(
             draft.text, passages, threshold=settings.SUPPORT_THRESHOLD
         )
@@ -150,7 +151,10 @@ def answer_store(
             actor=user,
             meta=meta,
             collection_id=collection.id,
-            flagged=draft.refused or bool(unsupported) or bool(draft.removed_citations),
+            flagged=draft.refused
+            or bool(unsupported)
+            or bool(draft.removed_citations)
+            or bool(draft.withheld),
             summary=question,
             payload={
                 "question_id": q.id,
@@ -166,6 +170,7 @@ def answer_store(
                 "prompt_version": prompt.PROMPT_VERSION,
                 "parameters": generation_parameters(k=k),
                 "fallback_reason": draft.fallback_reason,
+                "withheld": draft.withheld,
                 "unsupported_sentences": unsupported,
                 "removed_citations": draft.removed_citations,
                 "latency_ms": latency_ms,

@@ -9,15 +9,18 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 from dataclasses import asdict, dataclass
 from datetime import date, datetime, time, timedelta
 from typing import TYPE_CHECKING, Any
 
 from django.db import connection
+from django.db.models import Q
 from django.utils import timezone
 from django.utils.dateparse import parse_date
 
-from ingest.models import Collection
+from ingest.models import Collection, Patient
+from ingest.records import PatientMatch, patients_born, patients_by_id, patients_named
 
 from .models import AuditEvent
 
@@ -54,7 +57,9 @@ class AuditFilter:
     event_type: str = ""
     q: str = ""
     flagged: bool = False
-    patient: int | None = None  # questions whose passages came from this patient's records
+    # Who looked at this patient: a patient id, a name (as people write it), an MRN or a birth
+    # date (YYYY-MM-DD); see patient_lookup.
+    patient: str = ""
 
     @classmethod
     def from_params(cls, params: Mapping[str, Any]) -> AuditFilter:
@@ -75,7 +80,7 @@ class AuditFilter:
             event_type=(params.get("type") or "").strip()[:50],
             q=(params.get("q") or "").strip()[:200],
             flagged=(params.get("flagged") or "") in {"1", "on", "true"},
-            patient=int(p) if (p := (params.get("patient") or "").strip()).isdigit() else None,
+            patient=(params.get("patient") or "").strip()[:200],
         )
 
     def as_params(self) -> dict[str, str]:
@@ -87,7 +92,7 @@ class AuditFilter:
             "type": self.event_type,
             "q": self.q,
             "flagged": "1" if self.flagged else "",
-            "patient": str(self.patient) if self.patient else "",
+            "patient": self.patient,
         }
         return {k: v for k, v in values.items() if v}
 
@@ -117,12 +122,54 @@ def audit_query(*, filters: AuditFilter) -> QuerySet[AuditEvent]:
     if filters.flagged:
         qs = qs.filter(flagged=True)
     if filters.patient:
-        qs = qs.filter(payload__patient_ids__contains=[filters.patient])
+        ids = [p.patient_id for p in patient_lookup(filters.patient)]
+        # Answers whose passages came from the patient's records, and the questions that named
+        # the patient: an ask-back between two patients is listed under each.
+        qs = (
+            qs.filter(
+                Q(payload__patient_ids__contains=ids[:1])
+                | Q(payload__patients_named__contains=ids[:1])
+            )
+            if len(ids) == 1
+            else qs.filter(_mentions_any(ids))
+        )
     if filters.q:
         qs = qs.extra(
             where=["search_vector @@ websearch_to_tsquery('english', %s)"], params=[filters.q]
         )
     return qs.order_by("-id")
+
+
+def _mentions_any(ids: list[int]) -> Q:
+    found = Q(pk__in=[])  # no patient matches: no entry, never the whole trail
+    for patient_id in ids:
+        found |= Q(payload__patient_ids__contains=[patient_id])
+        found |= Q(payload__patients_named__contains=[patient_id])
+    return found
+
+
+def patient_lookup(text: str) -> list[PatientMatch]:
+    """The patients a reviewer's search names: a patient id ("#12" or "12"), a birth date
+    (YYYY-MM-DD), or a name or MRN as people write them (ingest/patients.py), across every
+    collection."""
+    text = text.strip()
+    collections = list(Collection.objects.values_list("id", flat=True))
+    if re.fullmatch(r"#?\d{1,9}", text):
+        return patients_by_id([int(text.lstrip("#"))])
+    if re.fullmatch(r"\d{4}-\d{2}-\d{2}", text):
+        return patients_born(text, collection_ids=collections)
+    return patients_named(question=text, collection_ids=collections)
+
+
+def patient_suggestions(limit: int = 1000) -> list[str]:
+    """What the patient filter offers as one types: "Given Family (born YYYY-MM-DD)"."""
+    rows = Patient.objects.order_by("family", "given", "id").values_list(
+        "given", "family", "birth_date"
+    )[:limit]
+    return [
+        f"{given} {family} (born {born.isoformat()})" if born else f"{given} {family}"
+        for given, family, born in rows
+    ]
 
 
 def audit_page(

@@ -83,8 +83,29 @@ def event_list(request: HttpRequest) -> HttpResponse:
             "first_url": "?" + urlencode(params) if before else "",
             "query": urlencode(params),
             "badge": _badge(),
+            **_patient_report(request, filters),
         },
     )
+
+
+def _patient_report(request: HttpRequest, filters: compliance.AuditFilter) -> dict[str, Any]:
+    """Who the patient filter found (the report's heading, or the candidates to choose from),
+    and name suggestions for the filter field. Names are shown only to reviewers who may see
+    identifiers; the others see patient numbers."""
+    hidden = must_redact(request.user)
+    found = compliance.patient_lookup(filters.patient) if filters.patient else []
+    candidates = [
+        {
+            "id": p.patient_id,
+            "label": f"patient #{p.patient_id}"
+            if hidden
+            else f"{p.name} (born {p.birth_date or 'unknown'})",
+            "url": "?" + urlencode({**filters.as_params(), "patient": f"#{p.patient_id}"}),
+        }
+        for p in found
+    ]
+    suggestions = [] if hidden else compliance.patient_suggestions()
+    return {"patient_matches": candidates, "patient_suggestions": suggestions}
 
 
 @require_GET

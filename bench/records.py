@@ -4,11 +4,18 @@ same run, same scoring.
     .venv/bin/python bench/records.py [BENCHMARK.json] [--limit N] [--k 1,4,8] [--answer-k N]
         [--no-attest] [--no-baseline] [--details FILE] [--save FILE] [--json]
 
+Question sets: the records benchmark (default), or bench/records_natural.json, 80 questions in
+clinicians' words (names without digits, possessives, typos, first names, "anything" phrasing,
+absent facts, ambiguous names and pronouns; bench/records_natural.md). Each answer is scored on
+what a right answer does (`expect`: the gold stated, "not recorded", or asked back), and the
+patient-safety figures are printed beside accuracy: answers citing another patient's record,
+"not recorded" said where the record holds the answer, and the answers' latency.
+
 Uses a scratch embedded PostgreSQL (or DATABASE_URL; BENCH_KEEP=1 leaves the scratch one
 running and prints its URL, so a rerun against it skips what is already ingested). --limit
 takes the first N questions and only the files they reference, for both pipelines.
 
-Attest: what `manage.py evaluate --records --ingest` does (`assistant/records_eval.py`): the
+Attest: what `manage.py evaluate --records --ingest` does (`evaluation/records.py`): the
 files ingested into the collection "records", retrieval hit@k on the product's path (patient
 matched in SQL, search scoped to their documents), each question asked through `question_ask`
 with LLM_BACKEND (extractive unless set) and --answer-k passages (default RETRIEVAL_K).
@@ -20,7 +27,7 @@ text_content=False)` for FHIR JSON (the whole bundle as one document, re-seriali
 sentence-transformers on torch; a PGVector-style table (`bench/_langchain.py`); the question
 embedded as asked, cosine top k over the whole collection.
 
-Both are scored by `assistant/records_eval.py`: hit@k when every gold item is in one of the first
+Both are scored by `evaluation/records.py`: hit@k when every gold item is in one of the first
 k passages that belong to the right patient (baseline: a passage's patient is the uuid its
 file's name ends with); per format, the search restricted to the patient's file of that format;
 mixed-patient answers when an answer's passages come from more than one patient. The recipe has
@@ -43,7 +50,7 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
-from _scratch import REPO, setup_django
+from _scratch import REPO, machine, setup_django
 
 DEFAULT = REPO.parent / "shared" / "eval" / "records" / "benchmark.json"
 BASELINE_K = 4  # the common recipe's retriever default
@@ -257,6 +264,20 @@ def table(reports: dict[str, dict], ks: list[int]) -> str:
         lambda r: r["answers"]["unanswerable_refusal"],
     )
     row(f"mixed-patient answers (of {asked})", lambda r: r["answers"]["mixed_patient_answers"])
+    row("accuracy, every question", lambda r: r["answers"]["accuracy"])
+    for expect in first["answers"].get("by_expect", {}):
+        row(f"  expect {expect}", lambda r, e=expect: r["answers"]["by_expect"][e])
+    row(
+        "answers citing another patient's record",
+        lambda r: r["answers"]["other_patient_citations"],
+    )
+    row('false "not recorded" (answerable)', lambda r: r["answers"]["false_not_recorded"])
+    row("answer latency p50 ms", lambda r: r["answers"]["latency_ms"]["p50"])
+    row("answer latency p95 ms", lambda r: r["answers"]["latency_ms"]["p95"])
+    if first["answers"].get("by_phrasing"):
+        rows.append(("accuracy by phrasing", [""] * len(names)))
+        for phrasing in first["answers"]["by_phrasing"]:
+            row(f"  {phrasing}", lambda r, p=phrasing: r["answers"]["by_phrasing"][p])
     k4 = 4 if 4 in ks else ks[-1]
     rows.append((f"hit@{k4} by category", [""] * len(names)))
     for category in hit.get("all", {}):
@@ -329,6 +350,7 @@ def main() -> None:
     if args.json:
         print(json.dumps({"input": summary, **reports}, indent=2))
         return
+    print(f"machine: {machine()}")
     print(
         f"input: {summary['benchmark']}: {summary['questions']} questions "
         f"({answerable} answerable), {summary['files']} files, {summary['patients']} patients"

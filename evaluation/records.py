@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING
 from assistant.patients import patient_scope, search_text
 from assistant.retrieval import retrieve
 
-from . import benchmarks
+from . import benchmarks, metrics
 from .metrics import BenchmarkError
 
 if TYPE_CHECKING:
@@ -46,6 +46,9 @@ REFUSAL = re.compile(
 )
 
 
+ASK_BACK = re.compile(r"Which patient do you mean", re.IGNORECASE)
+
+
 @dataclass(frozen=True)
 class RecordQuery:
     query: str
@@ -54,9 +57,15 @@ class RecordQuery:
     answers: tuple[str, ...]
     patient_name: str
     documents: tuple[str, ...]  # benchmark keys, e.g. "fhir/<stem>.json"
+    # What a right answer does: "answer" (states the gold), "not_recorded" (says the record
+    # holds no such fact, or refuses), "ask_back" (asks which patient is meant).
+    expect: str = "answer"
+    phrasing: str = ""  # how the question names the patient (bench/records_natural.md)
 
     @property
     def label(self) -> str:
+        if self.expect == "ask_back":
+            return f"{self.category or 'patient'} (ask back)"
         return self.category if self.answerable else f"{self.category} (unanswerable)"
 
 
@@ -74,8 +83,11 @@ def load_records_benchmark(path: Path) -> list[RecordQuery]:
                 category=t.get("category", ""),
                 answerable=bool(t.get("answerable", True)),
                 answers=tuple(str(a) for a in t.get("answers") or ()),
-                patient_name=t.get("patient_name", ""),
+                patient_name=t.get("patient_name") or "",
                 documents=tuple(t.get("documents") or ()),
+                expect=t.get("expect")
+                or ("answer" if t.get("answerable", True) else "not_recorded"),
+                phrasing=t.get("phrasing", ""),
             )
             for t in tests
         ]
@@ -84,7 +96,15 @@ def load_records_benchmark(path: Path) -> list[RecordQuery]:
 
 
 def record_sources(*, benchmark: Path, queries: Sequence[RecordQuery]) -> list[benchmarks.Source]:
+    """The files the queries name, relative to the benchmark's folder, or to its
+    `documents_root` (a question set kept apart from the records it asks about)."""
     folder = benchmark.resolve().parent
+    try:
+        root = json.loads(benchmark.read_text(encoding="utf-8")).get("documents_root")
+    except (OSError, ValueError) as exc:
+        raise BenchmarkError(f"{benchmark} is not a records benchmark: {exc}") from exc
+    if root:
+        folder = (folder / root).resolve()
     sources = []
     for key in sorted({d for q in queries for d in q.documents}):
         path = (folder / key).resolve()
@@ -152,19 +172,46 @@ class RecordsRun:
     backend: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     missing: list[str] = field(default_factory=list)
     details: list[dict] = field(default_factory=list)
+    # Patient safety: answers citing a passage of another patient than the one asked about,
+    # "not recorded" said where the record holds the answer, and ask-back questions asked back.
+    other_patient: int = 0
+    false_not_recorded: int = 0
+    by_expect: dict[str, list[bool]] = field(default_factory=lambda: defaultdict(list))
+    by_phrasing: dict[str, list[bool]] = field(default_factory=lambda: defaultdict(list))
+    latencies_ms: list[int] = field(default_factory=list)
 
     def answer_add(
-        self, query: RecordQuery, *, text: str, refused: bool, backend: str, patients: set
+        self,
+        query: RecordQuery,
+        *,
+        text: str,
+        refused: bool,
+        backend: str,
+        patients: set[int | None],
+        patient_id: int | None = None,
+        latency_ms: int = 0,
     ) -> bool:
-        """Score one answer (`patients`: those its passages came from) and count it."""
+        """Score one answer (`patients`: those its passages came from; `patient_id`: the one
+        asked about, when known) and count it."""
         self.asked += 1
         self.backend[backend] += 1
+        self.latencies_ms.append(latency_ms)
         if len(patients - {None}) > 1:
             self.mixed += 1
-        if query.answerable:
+        if patient_id is not None and patients - {None, patient_id}:
+            self.other_patient += 1
+        asked_back = bool(ASK_BACK.search(text))
+        if query.expect == "ask_back":
+            ok = asked_back
+        elif query.answerable:
             ok = not refused and all(holds(text, g) for g in query.answers)
+            if refused and not asked_back:
+                self.false_not_recorded += 1
         else:
-            ok = refused or bool(REFUSAL.search(text))
+            ok = not asked_back and (refused or bool(REFUSAL.search(text)))
+        self.by_expect[query.expect].append(ok)
+        if query.phrasing:
+            self.by_phrasing[query.phrasing].append(ok)
         self.answers[query.label].append(ok)
         formats = "+".join(sorted({doc_format(d) for d in query.documents}))
         kind = "answerable" if query.answerable else "unanswerable"
@@ -205,6 +252,15 @@ class RecordsRun:
                 },
                 "mixed_patient_answers": self.mixed,
                 "backends": dict(self.backend),
+                "accuracy": accuracy([ok for rows in self.by_expect.values() for ok in rows]),
+                "by_expect": {e: accuracy(rows) for e, rows in sorted(self.by_expect.items())},
+                "by_phrasing": {p: accuracy(rows) for p, rows in sorted(self.by_phrasing.items())},
+                "other_patient_citations": self.other_patient,
+                "false_not_recorded": self.false_not_recorded,
+                "latency_ms": {
+                    "p50": metrics.percentile(self.latencies_ms, 50),
+                    "p95": metrics.percentile(self.latencies_ms, 95),
+                },
             },
         }
 
@@ -252,7 +308,7 @@ def records_run(
         docs = [documents[d] for d in query.documents if d in documents]
         patient_id = docs[0].patient_id if docs else None
         detail: dict = {"query": query.query, "category": query.label, "gold": query.answers}
-        if query.answerable:
+        if query.answerable and query.expect == "answer":
             scope = patient_scope(question=query.query, collection_ids=[collection.id])
             hits = retrieve(
                 question=search_text(query.query) if scope.patients else query.query,
@@ -289,6 +345,8 @@ def records_run(
                 refused=result.refused,
                 backend=result.backend,
                 patients=cited_patients,
+                patient_id=patient_id if query.expect != "ask_back" else None,
+                latency_ms=result.latency_ms,
             )
             detail.update({"answer": result.text, "correct": ok, "backend": result.backend})
         run.details.append(detail)

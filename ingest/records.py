@@ -6,10 +6,8 @@ collection that shares an identifier value (MRN, the source system's patient id:
 under different systems, as when C-CDA's OID root and FHIR's URI name one id), else one with the
 same name and birth date; otherwise it makes a new patient. Later documents add identifiers.
 
-Matching (`patients_named`): in SQL, within the allowed collections: a patient's full name
-("given family", case-insensitive) contained in the question, or one of its identifier values
-appearing as a word of the question; failing both, a capitalised word of the question equal to
-a given or family name.
+Matching (`patients_named`): the patients of the allowed collections that the question names,
+as people write names (ingest/patients.py).
 """
 
 from __future__ import annotations
@@ -19,13 +17,13 @@ import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from django.db.models import F, Q, QuerySet, Value
-from django.db.models.functions import Concat, Lower
-
 from .models import Document, Patient
+from .patients import NamedPatient, patients_matching
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
+
+    from django.db.models import QuerySet
 
     from .parsers.base import ParsedDocument, PatientIdentity, SourceRef
 
@@ -109,39 +107,44 @@ class PatientMatch:
     birth_date: str
     collection_id: int
     document_ids: tuple[int, ...]
-
-
-_WORD = re.compile(r"[\w'.-]+")
+    name_parts: tuple[str, str] = ("", "")  # (given, family)
+    identifiers: tuple[str, ...] = ()  # the values of its identifiers (MRN, source ids)
 
 
 def patients_named(*, question: str, collection_ids: Sequence[int]) -> list[PatientMatch]:
-    """The patients of these collections that `question` names (see the module docstring)."""
+    """The patients of these collections that `question` names, as people write names (with or
+    without the digits a source adds, possessives, accents, one-letter typos, a given or a
+    family name alone, an identifier; see ingest/patients.py): all those matching at the
+    strongest strength any of them reaches."""
     if not collection_ids:
         return []
-    base = Patient.objects.filter(collection_id__in=list(collection_ids))
-    if not base.exists():  # most collections hold no patient records: one cheap query
-        return []
-    text = f" {_words(question)} "
-    words = {w.strip(".'") for w in _WORD.findall(question)}
-    words = {w for w in words if w}
-    by_name = (
-        base.exclude(name_key="")
-        .annotate(q=Value(text), key=Concat(Value(" "), F("name_key"), Value(" ")))
-        .filter(q__contains=F("key"))
+    rows = Patient.objects.filter(collection_id__in=list(collection_ids)).values_list(
+        "id", "given", "family", "identifiers"
     )
-    by_identifier = Q()
-    for word in words:
-        if len(word) >= MIN_IDENTIFIER_LENGTH and any(c.isdigit() for c in word):
-            by_identifier |= Q(identifiers__contains=[{"value": word}])
-    named = Q(pk__in=by_name.values("pk"))
-    found = base.filter(named | by_identifier if by_identifier else named)
-    if not found.exists():
-        capitalised = {w.lower() for w in words if w[:1].isupper() and len(w) >= 3}
-        if capitalised:
-            found = base.annotate(g=Lower("given"), f=Lower("family")).filter(
-                Q(g__in=capitalised) | Q(f__in=capitalised)
-            )
-    return _matches(found)
+    candidates = [
+        NamedPatient(
+            patient_id=pk,
+            given=given,
+            family=family,
+            identifiers=tuple(str(i.get("value", "")) for i in identifiers if isinstance(i, dict)),
+        )
+        for pk, given, family, identifiers in rows
+    ]
+    if not candidates:  # most collections hold no patient records: one cheap query
+        return []
+    found = patients_matching(question, candidates)
+    return _matches(Patient.objects.filter(pk__in=[p.patient_id for p in found]))
+
+
+def patients_by_id(ids: Sequence[int]) -> list[PatientMatch]:
+    return _matches(Patient.objects.filter(pk__in=list(ids)))
+
+
+def patients_born(day: str, *, collection_ids: Sequence[int]) -> list[PatientMatch]:
+    born = _birth(day)
+    if born is None:
+        return []
+    return _matches(Patient.objects.filter(collection_id__in=list(collection_ids), birth_date=born))
 
 
 def _matches(patients: QuerySet[Patient]) -> list[PatientMatch]:
@@ -151,6 +154,10 @@ def _matches(patients: QuerySet[Patient]) -> list[PatientMatch]:
             PatientMatch(
                 patient_id=patient.id,
                 name=patient.name,
+                name_parts=(patient.given, patient.family),
+                identifiers=tuple(
+                    str(i.get("value", "")) for i in patient.identifiers if isinstance(i, dict)
+                ),
                 birth_date=patient.birth_date.isoformat() if patient.birth_date else "",
                 collection_id=patient.collection_id,
                 document_ids=tuple(
@@ -159,3 +166,16 @@ def _matches(patients: QuerySet[Patient]) -> list[PatientMatch]:
             )
         )
     return rows
+
+
+def patient_collection(collection_ids: Sequence[int]) -> tuple[int, bool]:
+    """(how many patients the collections hold, whether every ready document of theirs is a
+    patient's record): a question about "her allergies" there can only be about a patient."""
+    ids = list(collection_ids)
+    count = Patient.objects.filter(collection_id__in=ids).count()
+    if not count:
+        return 0, False
+    others = Document.objects.filter(
+        collection_id__in=ids, status=Document.Status.READY, patient__isnull=True
+    ).exists()
+    return count, not others

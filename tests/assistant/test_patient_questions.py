@@ -177,8 +177,10 @@ def test_a_fact_missing_from_the_patients_record_is_not_guessed(records, admin_u
         question="When was Abel832 Muller251 prescribed Astemizole 10 MG Oral Tablet?",
         k=4,
     )
-    assert answer.refused and answer.backend == "none"
-    assert "The records of Abel832 Muller251 do not show astemizole" in answer.text
+    assert answer.refused and answer.backend == "record"
+    # Said only after the patient's medications were searched, naming what was searched.
+    assert answer.text.startswith("Abel832 Muller251 (born 2000-06-02): no medication astemizole")
+    assert "Searched: the current medications" in answer.text
     found = question_ask(
         user=admin_user,
         collection=records,
@@ -196,7 +198,7 @@ def test_patient_questions_quote_the_record_unless_the_model_is_asked_for(
     question = "What allergies are recorded for Abel832 Muller251?"
     settings.PATIENT_ANSWERS = "quote"
     quoted = question_ask(user=admin_user, collection=records, question=question, k=4)
-    assert quoted.backend == "extractive" and not quoted.fallback_reason
+    assert quoted.backend == "record" and not quoted.fallback_reason
     assert "Allergy to fish" in quoted.text
     event = AuditEvent.objects.get(payload__answer_id=quoted.id)
     assert event.payload["parameters"]["patient_answers"] == "quote"

@@ -6,7 +6,7 @@ python manage.py audit checkpoint        (sign and write a checkpoint now)
 python manage.py audit receipt AUDIT_ID [--record FILE]
 python manage.py audit export --format csv|jsonl [--user U] [--collection SLUG]
                               [--since YYYY-MM-DD] [--until YYYY-MM-DD] [--type EVENT]
-                              [--q TEXT] [--flagged] [--patient ID] [--output FILE]
+                              [--q TEXT] [--flagged] [--patient WHO] [--output FILE]
 python manage.py audit purge             (tombstone entries past AUDIT_RETENTION_DAYS)
 python manage.py audit snapshot-settings (record behaviour-relevant settings if changed)
 """
@@ -64,7 +64,9 @@ class Command(BaseCommand):
             "--redact", action="store_true", help="replace identifiers (e-mail, phone, SSN, ...)"
         )
         export.add_argument(
-            "--patient", type=int, default=None, help="questions drawing on this patient's records"
+            "--patient",
+            default="",
+            help="questions drawing on or naming this patient: id, name, MRN or birth date",
         )
         export.add_argument("--output", default="-", help="file to write (default stdout)")
         sub.add_parser("purge", help="tombstone entries older than AUDIT_RETENTION_DAYS")
