@@ -13,6 +13,10 @@ It checks that
    Merkle tree whose root the checkpoint signs;
 3. with --payload, that the answer record file hashes (SHA-256) to the receipt's payload hash.
 
+It prints only what it checked: the leaf index, the tree size, the signing time and key, and,
+with --payload, the record's event type, time and actor (covered by the hash). The receipt's
+own `audit_id`, `event_type` and `created_at` fields are covered by nothing and not repeated.
+
 Exit status 0 and one sentence when the receipt holds; 1 and the reason when it does not;
 2 when a file cannot be read.
 """
@@ -134,26 +138,35 @@ def verify(receipt: dict, public_key: Ed25519PublicKey, payload: bytes | None) -
             f"the inclusion proof does not lead from leaf {index} to the signed root of the "
             f"tree of {size} entries: the receipt was altered"
         )
-    if payload is not None:
-        digests = {hashlib.sha256(payload).hexdigest()}
-        try:  # a record that was re-saved: hash its canonical form as Attest does
-            canonical = json.dumps(
-                json.loads(payload), sort_keys=True, separators=(",", ":"), ensure_ascii=False
-            )
-            digests.add(hashlib.sha256(canonical.encode()).hexdigest())
-        except ValueError:
-            pass
-        if payload_hash.hex() not in digests:
-            raise Fails("the answer record does not hash to the receipt's payload hash")
-    entry = receipt.get("audit_id")
     sentence = (
-        f"The receipt holds: audit entry {entry} ({receipt.get('event_type')}, "
-        f"{receipt.get('created_at')}) is leaf {index} of the audit tree of {size} entries "
-        f"whose root was signed at {timestamp} by key {key_id}"
+        f"The receipt holds: payload hash {payload_hash.hex()[:16]}... is leaf {index} of the "
+        f"audit tree of {size} entries whose root was signed at {timestamp} by key {key_id}"
     )
-    if payload is not None:
-        sentence += ", and the answer record given is that entry's record"
-    return sentence + "."
+    if payload is None:
+        # The receipt's audit_id, event_type and created_at are not covered by the signature
+        # or the proof: they are not repeated as if they had been checked.
+        return sentence + "."
+    record = _record_matching(payload, payload_hash)
+    what = f"event {record.get('event_type')} at {record.get('created_at')}"
+    if record.get("actor"):
+        what += f" by {record.get('actor')}"
+    return f"{sentence}, and the record given is that leaf's record ({what})."
+
+
+def _record_matching(payload: bytes, payload_hash: bytes) -> dict:
+    """The record file parsed, once it is known to hash to the receipt's payload hash."""
+    digests = {hashlib.sha256(payload).hexdigest()}
+    record: dict = {}
+    try:  # a record that was re-saved: hash its canonical form as Attest does
+        parsed = json.loads(payload)
+        canonical = json.dumps(parsed, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+        digests.add(hashlib.sha256(canonical.encode()).hexdigest())
+        record = parsed if isinstance(parsed, dict) else {}
+    except ValueError:
+        pass
+    if payload_hash.hex() not in digests:
+        raise Fails("the answer record does not hash to the receipt's payload hash")
+    return record
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -308,7 +308,8 @@ def test_an_answer_receipt_verifies_offline_and_a_tampered_one_does_not(
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout.startswith("The receipt holds")
-    assert f"audit entry {event.id}" in result.stdout
+    assert f"is leaf {event.seq} of the audit tree" in result.stdout
+    assert f"event question.answered at {event.created_at.isoformat()}" in result.stdout
 
     tampered = json.loads(json.dumps(receipt))
     tampered["inclusion_proof"][0] = hashlib.sha256(b"x").hexdigest()
