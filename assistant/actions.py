@@ -14,12 +14,13 @@ from typing import TYPE_CHECKING, Any
 from django.core.exceptions import PermissionDenied
 
 from audit.append import Actor, RequestMeta, audited
-from audit.erasure import audit_redact_document
+from audit.erasure import audit_redact_document, erase_quoted
 from audit.models import AuditEvent
+from ingest import selectors as ingest_selectors
 from ingest import services as ingest_services
 from ingest.archives import upload_entries
 
-from .models import Answer, Feedback
+from .models import Answer, Citation, Feedback
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -252,16 +253,28 @@ def document_erase(
     meta: RequestMeta | None = None,
     reason: str = "",
 ) -> int:
-    """Delete a document with its chunks, vectors and file, and tombstone the audit entries
-    that quote it (their hashes stay, so the chain still verifies). Refused under legal hold.
-    Returns how many audit entries were redacted."""
+    """Erase a document (a data subject's request, personal data uploaded by mistake): delete it
+    with its attachments, chunks, vectors and files, remove its text from the answers and
+    citations that quoted it, and from the audit entries: those about it become tombstones,
+    those that quote it lose exactly its passages' text (every hash stays, so the chain still
+    verifies). Administrators only: a collection manager deletes (document_delete) and the
+    trail keeps what it recorded. Refused under legal hold. Returns how many audit entries
+    changed."""
+    if user is not None and not ingest_selectors.user_sees_everything(user):
+        raise PermissionDenied(
+            "Only an administrator may erase a document and its quotes from the audit trail; "
+            "a collection manager may delete it from the collection."
+        )
     collection = document.collection
     _refuse_under_legal_hold(collection)
+    family = ingest_selectors.document_family_ids(document)
     with audited(user=user, meta=meta) as actor:
         document_id, name, sha = document.id, document.name, document.sha256
+        answers_changed = _forget_quotes(family)
         ingest_services.document_delete(document=document)
-        redacted = audit_redact_document(
-            document_id=document_id, reason=f"document {document_id} erased"
+        redacted = sum(
+            audit_redact_document(document_id=i, reason=f"document {document_id} erased")
+            for i in family
         )
         actor.record(
             AuditEvent.Type.DOCUMENT_ERASED,
@@ -270,12 +283,57 @@ def document_erase(
             # The erasure record names the file only by its hash and id.
             payload={
                 "document_id_erased": document_id,
+                "attachments_erased": family[1:],
                 "sha256": sha,
                 "reason": reason,
                 "audit_entries_redacted": redacted,
+                "answers_changed": answers_changed,
             },
         )
     return redacted
+
+
+def _forget_quotes(document_ids: list[int]) -> int:
+    """Remove the documents' text from stored answers and their citations; how many answers
+    changed."""
+    quoted: dict[int, list[str]] = {}
+    for answer_id, text in Citation.objects.filter(document_id__in=document_ids).values_list(
+        "answer_id", "text"
+    ):
+        quoted.setdefault(answer_id, []).append(text)
+    changed = 0
+    for answer in Answer.objects.filter(pk__in=quoted).only("pk", "text"):
+        text = erase_quoted(answer.text, quoted[answer.pk])
+        if text != answer.text:
+            Answer.objects.filter(pk=answer.pk).update(text=text)
+            changed += 1
+    Citation.objects.filter(document_id__in=document_ids).update(text="", heading="")
+    return changed
+
+
+def document_delete(
+    *, document: Document, user: User | None = None, meta: RequestMeta | None = None
+) -> None:
+    """A collection manager removes a document (and its attachments, chunks, vectors and files)
+    from the collection. The audit trail keeps what it recorded; erasing that is
+    document_erase's, for administrators."""
+    collection = document.collection
+    _refuse_under_legal_hold(collection)
+    with audited(user=user, meta=meta) as actor:
+        family = ingest_selectors.document_family_ids(document)
+        document_id, name, sha = document.id, document.name, document.sha256
+        ingest_services.document_delete(document=document)
+        actor.record(
+            AuditEvent.Type.DOCUMENT_DELETED,
+            collection_id=collection.id,
+            summary=f"Deleted {name}",
+            payload={
+                "document_id": document_id,
+                "attachments_deleted": family[1:],
+                "name": name,
+                "sha256": sha,
+            },
+        )
 
 
 def collection_delete(

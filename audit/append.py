@@ -81,7 +81,7 @@ class RequestMeta:
 _UNSEARCHED_PASSAGE_KEYS = frozenset({"text"})
 
 
-def _search_text(summary: str, payload: Any) -> str:
+def searchable_text(summary: str, payload: Any) -> str:
     """The words a compliance officer can search for: the summary and every string in the
     payload except the cited passages' text (see _UNSEARCHED_PASSAGE_KEYS)."""
     words: list[str] = [summary] if summary else []
@@ -166,7 +166,7 @@ def audit_record(
         )
     ).hexdigest()
     payload = orjson.loads(payload_json)
-    search_text = _search_text(summary, payload)
+    search_text = searchable_text(summary, payload)
     params = (
         created_at,
         event_type,

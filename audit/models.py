@@ -40,6 +40,7 @@ class AuditEvent(models.Model):
         DOCUMENT_UPLOADED = "document.uploaded", "Document uploaded"
         DOCUMENT_REINGESTED = "document.reingested", "Document re-ingested"
         DOCUMENT_ERASED = "document.erased", "Document erased"
+        DOCUMENT_DELETED = "document.deleted", "Document deleted (trail kept)"
         DOCUMENT_REJECTED = "document.rejected", "Document refused at upload"
         DOCUMENTS_CANCELLED = "documents.cancelled", "Queued documents cancelled"
         COLLECTION_REINGESTED = "collection.reingested", "Collection re-ingested"

@@ -166,7 +166,7 @@ def bulk_fill(target: int, checkpoint_every: int) -> None:
     from django.db import connection
 
     from audit import checkpoints, merkle
-    from audit.append import _search_text
+    from audit.append import searchable_text
     from audit.canonical import GENESIS_HASH, canonical_json
     from audit.canonical import canonical_document as _canonical_document
     from audit.models import AuditEvent
@@ -231,7 +231,7 @@ def bulk_fill(target: int, checkpoint_every: int) -> None:
                         1 + i % 20,
                         body["refused"],
                         summary,
-                        _search_text(summary, {"q": body["question"]}),
+                        searchable_text(summary, {"q": body["question"]}),
                         text.decode(),
                         i,
                         payload_hash,

@@ -20,7 +20,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from . import chunking, parsers, records
+from . import chunking, parsers, records, signals
 from .embedding import get_embedder
 from .models import PENDING_STATUSES, Chunk, Document
 from .parsers import ParsedDocument, ParseError
@@ -103,6 +103,7 @@ def _attachments_create(
         )
         if created:
             ids.append(child.id)
+            signals.attachment_stored.send(sender=Document, document=child, parent=document)
     return tuple(ids)
 
 

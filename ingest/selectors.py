@@ -88,6 +88,21 @@ def document_may_download(*, user: User | AnonymousUser, document: Document) -> 
     )
 
 
+def document_family_ids(document: Document) -> list[int]:
+    """The document and the documents stored from it (an e-mail's attachments, theirs), first
+    the document itself."""
+    found = [document.pk]
+    level = [document.pk]
+    while level:
+        level = [
+            pk
+            for pk in Document.objects.filter(parent_id__in=level).values_list("pk", flat=True)
+            if pk not in found
+        ]
+        found.extend(level)
+    return found
+
+
 def collection_get(*, user: User | AnonymousUser | None, slug: str) -> Collection:
     return collection_list(user=user).get(slug=slug)
 

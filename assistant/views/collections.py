@@ -89,6 +89,7 @@ def collection_detail(request: AuthenticatedHttpRequest, slug: str) -> HttpRespo
             "counts": _count_rows(progress),
             "pending": progress.pending > 0,
             "can_manage": can_manage,
+            "can_erase": can_manage and ingest_selectors.user_sees_everything(request.user),
             "patients": list(ingest_selectors.patient_list(collection=collection)),
             "upload_form": upload_form,
             "ask_form": AskForm(initial={"collection": collection.slug}),
@@ -190,7 +191,8 @@ def collection_action(request: AuthenticatedHttpRequest, slug: str) -> HttpRespo
 @login_required
 @require_POST
 def document_action(request: AuthenticatedHttpRequest, slug: str, pk: int) -> HttpResponse:
-    """Managers: retry a failed (or cancelled) document, cancel a queued one, or erase one."""
+    """Managers: retry a failed (or cancelled) document, cancel a queued one, delete one;
+    administrators also erase one (with its quotes in answers and the audit trail)."""
     collection = _managedcollection_or_404(request, slug)
     document = collection.documents.filter(pk=pk).defer("text").first()
     if document is None:
@@ -207,12 +209,16 @@ def document_action(request: AuthenticatedHttpRequest, slug: str, pk: int) -> Ht
             messages.success(request, f"{document.name} cancelled.")
         else:
             messages.error(request, f"{document.name} is no longer queued.")
-    elif action == "delete":
+    elif action in {"delete", "erase"}:
         try:
-            actions.document_erase(
-                document=document, user=request.user, meta=meta, reason="deleted in the portal"
-            )
-            messages.success(request, f"{document.name} deleted with its passages.")
+            if action == "erase":
+                actions.document_erase(
+                    document=document, user=request.user, meta=meta, reason="erased in the portal"
+                )
+                messages.success(request, f"{document.name} erased with its quotes.")
+            else:
+                actions.document_delete(document=document, user=request.user, meta=meta)
+                messages.success(request, f"{document.name} deleted with its passages.")
         except PermissionDenied as exc:
             messages.error(request, str(exc))
     else:

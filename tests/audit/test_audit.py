@@ -106,7 +106,9 @@ def test_verify_catches_a_deleted_entry():
     assert report.first_broken_id == events[2].id
 
 
-def test_erasing_a_document_tombstones_its_entries_and_the_chain_still_verifies(admin_user):
+def test_erasing_a_document_removes_its_text_from_entries_and_the_chain_still_verifies(
+    admin_user,
+):
     collection = make_collection("Records", "records")
     document = ingest_bytes(
         collection, "patient.txt", b"Patient John Doe is allergic to penicillin and latex."
@@ -120,7 +122,9 @@ def test_erasing_a_document_tombstones_its_entries_and_the_chain_still_verifies(
     redacted = admin_actions.document_erase(document=document, user=admin_user, reason="GDPR")
     assert redacted == 1
     after = AuditEvent.objects.get(pk=before.pk)
-    assert after.redacted and after.payload["tombstone"] is True
+    # Exactly the document's text goes (issue 19): the question stays, the passage is blanked.
+    assert after.redacted and after.payload["question"] == "What is John Doe allergic to?"
+    assert all(p["erased"] and p["text"] == "" for p in after.payload["passages"])
     assert "penicillin" not in json.dumps(after.payload) + after.summary + after.search_text
     assert after.payload_hash == before.payload_hash and after.entry_hash == before.entry_hash
     erasure = AuditEvent.objects.filter(event_type="document.erased").get()

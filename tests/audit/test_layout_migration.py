@@ -146,7 +146,9 @@ def test_a_database_from_before_the_move_migrates_forward_unchanged():
         assert {row[0] for row in before["tables"]} == set(TABLES)
         assert before["triggers"] and before["functions"] and before["indexes"]
 
-        _migrate(latest)
+        # Forward through the move alone: later migrations (audit 0002 and on) may change the
+        # trail's functions on purpose; the move itself must not.
+        _migrate([("audit", "0001_initial"), ("assistant", "0015_audit_models_moved")])
 
         after = _schema()
         for part in before:
