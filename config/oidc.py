@@ -88,7 +88,7 @@ class AttestOIDCBackend(OIDCAuthenticationBackend):
 
 def groups_sync(user: User, claims: Mapping[str, Any]) -> None:
     """Set the user's groups to the mapped roles plus the claim groups that exist here."""
-    from assistant.access import roles_changed
+    from assistant.privileges import acting_as
 
     roles = roles_from_claims(
         claims,
@@ -100,12 +100,11 @@ def groups_sync(user: User, claims: Mapping[str, Any]) -> None:
     names: Iterable[str] = claim_groups(claims, settings.OIDC_GROUPS_CLAIM)
     extra = list(Group.objects.filter(name__in=list(names)).exclude(name__in=list(role_groups)))
     wanted = [role_groups[r] for r in roles] + extra
-    with transaction.atomic():
-        before = sorted(user.groups.values_list("name", flat=True))
+    # Changes are audited by assistant/privileges.py, as made by `oidc`.
+    with acting_as(name="oidc"), transaction.atomic():
         user.groups.set(wanted)
         staff = "admin" in roles
         email = claims.get("email") or user.email
         if user.is_staff != staff or user.email != email:
             user.is_staff, user.email = staff, email
             user.save(update_fields=["is_staff", "email"])
-        roles_changed(target=user, before=before, after=[g.name for g in wanted], actor_name="oidc")

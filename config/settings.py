@@ -72,6 +72,7 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "assistant.privileges.ActingUserMiddleware",
     "ingest.row_security.RowSecurityMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
@@ -285,8 +286,11 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
 SESSION_COOKIE_AGE = env_int("SESSION_COOKIE_AGE", 8 * 3600, minimum=60)
-# After this many failed sign-ins for one username, it is locked for LOGIN_LOCKOUT_SECONDS.
+# After this many failed sign-ins for one username, it is locked for LOGIN_LOCKOUT_SECONDS;
+# after LOGIN_ADDRESS_FAILURE_LIMIT failures from one client address under any usernames
+# (password spraying), that address is. Failures count over a window that long too.
 LOGIN_FAILURE_LIMIT = env_int("LOGIN_FAILURE_LIMIT", 5, minimum=0)
+LOGIN_ADDRESS_FAILURE_LIMIT = env_int("LOGIN_ADDRESS_FAILURE_LIMIT", 30, minimum=0)
 LOGIN_LOCKOUT_SECONDS = env_int("LOGIN_LOCKOUT_SECONDS", 900, minimum=1)
 # Per-user limits: questions and uploads per RATE_WINDOW_SECONDS (0 = unlimited).
 ASK_RATE_LIMIT = env_int("ASK_RATE_LIMIT", 30, minimum=0)
@@ -361,7 +365,8 @@ DB_ROW_SECURITY = env_choice("DB_ROW_SECURITY", "auto", {"auto", "on", "off"})
 # On when OIDC_RP_CLIENT_ID is set; then the OP endpoints are required.
 OIDC_RP_CLIENT_ID = env_str("OIDC_RP_CLIENT_ID")
 OIDC_ENABLED = bool(OIDC_RP_CLIENT_ID)
-AUTHENTICATION_BACKENDS = ["django.contrib.auth.backends.ModelBackend"]
+# Password sign-ins behind the lockouts, whichever form asks (assistant/backends.py).
+AUTHENTICATION_BACKENDS = ["assistant.backends.LockoutModelBackend"]
 if OIDC_ENABLED:
     OIDC_RP_CLIENT_SECRET = env_str("OIDC_RP_CLIENT_SECRET")
     OIDC_RP_SIGN_ALGO = env_str("OIDC_RP_SIGN_ALGO", "RS256")

@@ -106,7 +106,7 @@ def _settings_in_subprocess(extra_env: dict[str, str]) -> subprocess.CompletedPr
 def test_settings_wire_the_backend_only_when_configured():
     off = _settings_in_subprocess({})
     assert off.returncode == 0, off.stderr
-    assert off.stdout.splitlines() == ["['django.contrib.auth.backends.ModelBackend']", "False"]
+    assert off.stdout.splitlines() == ["['assistant.backends.LockoutModelBackend']", "False"]
     on = _settings_in_subprocess(
         {
             "OIDC_RP_CLIENT_ID": "attest",
@@ -120,7 +120,7 @@ def test_settings_wire_the_backend_only_when_configured():
     )
     assert on.returncode == 0, on.stderr
     assert on.stdout.splitlines() == [
-        "['config.oidc.AttestOIDCBackend', 'django.contrib.auth.backends.ModelBackend']",
+        "['config.oidc.AttestOIDCBackend', 'assistant.backends.LockoutModelBackend']",
         "True",
     ]
     missing = _settings_in_subprocess({"OIDC_RP_CLIENT_ID": "attest"})
