@@ -393,9 +393,20 @@ if OIDC_ENABLED:
     except ValueError as exc:
         raise ImproperlyConfigured(f"OIDC_ROLE_MAP: {exc}") from exc
     OIDC_RP_IDP_SIGN_KEY = None
+    # ID tokens must come from this issuer when set (Keycloak: https://<host>/realms/<realm>).
+    OIDC_OP_ISSUER = env_str("OIDC_OP_ISSUER")
+    OIDC_TIMEOUT = env_int("OIDC_TIMEOUT", 10, minimum=1)
+    # The provider's word lasts this long: browser sessions are renewed through it
+    # (config.oidc.SessionRefresh), SSO users' API tokens re-confirmed (assistant/sso.py).
     OIDC_RENEW_ID_TOKEN_EXPIRY_SECONDS = env_int("OIDC_RENEW_SECONDS", 15 * 60, minimum=60)
+    OIDC_EXEMPT_URLS = ["login", "logout"]
+    OIDC_CALLBACK_CLASS = "config.oidc.CallbackView"
     INSTALLED_APPS.append("mozilla_django_oidc")
     AUTHENTICATION_BACKENDS.insert(0, "config.oidc.AttestOIDCBackend")
+    MIDDLEWARE.insert(
+        MIDDLEWARE.index("django.contrib.auth.middleware.AuthenticationMiddleware") + 1,
+        "config.oidc.SessionRefresh",
+    )
     LOGIN_REDIRECT_URL_FAILURE = "/accounts/login/?sso=failed"
 # Sessions end SESSION_COOKIE_AGE after sign-in; with SESSION_IDLE_EXPIRY, after that long
 # without a request instead; with SESSION_EXPIRE_AT_BROWSER_CLOSE, also when the browser closes.

@@ -9,6 +9,7 @@ Before issue 19 each of these attacks worked.
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import subprocess
@@ -24,6 +25,10 @@ from assistant.api.tokens import token_create
 from audit.models import AuditEvent
 from tests.conftest import REPO
 from tests.security.fake_idp import FakeIdP
+
+# config.urls reads OIDC_ENABLED once, when imported: import it now, with single sign-on off as
+# the other tests expect, not first inside a test that turns it on (tests/security/oidc_urls.py).
+importlib.import_module("config.urls")
 
 pytestmark = pytest.mark.django_db
 
