@@ -168,3 +168,26 @@ def test_settings_wire_the_backend_only_when_configured():
 def test_login_page_has_no_sso_link_when_off(client):
     html = client.get("/accounts/login/").content.decode()
     assert "single sign-on" not in html
+
+
+@pytest.mark.django_db
+def test_an_sso_account_from_before_issue_19_is_adopted_once(oidc_settings, django_user_model):
+    """Accounts made when SSO matched usernames have no identity yet: the first sign-in links
+    them (audited); after that only that identity opens them."""
+    legacy = django_user_model.objects.create_user(username="dr.ada", password=None)
+    backend = AttestOIDCBackend()
+    claims = {
+        "iss": "https://idp.example/realms/attest",
+        "sub": "6c1f0e2a",
+        "preferred_username": "dr.ada",
+        "groups": ["staff"],
+    }
+    assert backend.verify_claims(claims)
+    assert list(backend.filter_users_by_claims(claims)) == [legacy]
+    backend.update_user(legacy, claims)
+    linked = AuditEvent.objects.get(event_type="sso.linked")
+    assert linked.payload["adopted"] is True and linked.payload["subject"] == "6c1f0e2a"
+    # Another identity under the same name is now refused.
+    other = {**claims, "sub": "99"}
+    assert not backend.verify_claims(other)
+    assert list(backend.filter_users_by_claims(other)) == []

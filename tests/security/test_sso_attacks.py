@@ -12,6 +12,7 @@ from __future__ import annotations
 import importlib
 import json
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -189,3 +190,23 @@ def test_api_tokens_of_a_user_the_provider_removed_stop_working(client, sso):
     sso.accounts["sub-cy"].enabled = True
     sign_in(Client(), sso, "sub-cy")
     assert api.get("/api/v1/collections", **auth).status_code == 200
+
+
+def test_an_unreachable_provider_refuses_api_tokens_without_lapsing_them(client, sso, settings):
+    """Fail closed while the provider cannot be asked; nothing lapses, so tokens work again
+    once it answers."""
+    sso.add("sub-flo", "flo", ["/hospital/staff"])
+    sign_in(client, sso, "sub-flo")
+    flo = signed_in_as(client)
+    assert flo is not None
+    auth = {"HTTP_AUTHORIZATION": f"Bearer {token_create(user=flo, name='etl').key}"}
+    api = Client()
+    time.sleep(RENEW_SECONDS + 0.2)
+    endpoint = settings.OIDC_OP_TOKEN_ENDPOINT
+    with socket.socket() as closed:  # a port nothing listens on
+        closed.bind(("127.0.0.1", 0))
+        settings.OIDC_OP_TOKEN_ENDPOINT = f"http://127.0.0.1:{closed.getsockname()[1]}/token"
+    assert api.get("/api/v1/collections", **auth).status_code == 401
+    settings.OIDC_OP_TOKEN_ENDPOINT = endpoint
+    assert api.get("/api/v1/collections", **auth).status_code == 200
+    assert not AuditEvent.objects.filter(event_type="sso.lapsed").exists()
