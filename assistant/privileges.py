@@ -203,8 +203,7 @@ def _m2m_changed(
     relation = _relations().get(sender)
     if relation is None:
         return
-    phase, _, _change = action.partition("_")
-    if phase == "pre":
+    if action.startswith("pre_"):
         if not reverse:
             owners: list[Any] = [instance.pk]
         elif pk_set is not None:
