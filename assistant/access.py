@@ -1,7 +1,9 @@
-"""Audited changes to who may do what: collection grants, users' roles, deleted users.
+"""Audited changes to who may do what: collection grants, deleted users, lifted sign-in
+lockouts.
 
 Each records its audit entry in the caller's transaction (or its own); see actions.py for
-the documents' and answers' actions.
+the documents' and answers' actions. Changes to users' flags, permissions and groups are
+recorded whoever makes them, by privileges.py.
 """
 
 from __future__ import annotations
@@ -10,7 +12,10 @@ from typing import TYPE_CHECKING
 
 from audit.append import Actor, RequestMeta, audited
 from audit.models import AuditEvent
+from audit.signins import unlock_record
 from ingest.models import Collection, CollectionGrant
+
+from . import throttle
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import Group, User
@@ -63,30 +68,6 @@ def grant_recorded(
     )
 
 
-def roles_changed(
-    *,
-    target: User,
-    before: list[str],
-    after: list[str],
-    user: User | None = None,
-    meta: RequestMeta | None = None,
-    actor_name: str = "",
-) -> None:
-    """Audit a change of a user's groups (roles); nothing when they are the same."""
-    if sorted(before) == sorted(after):
-        return
-    Actor(user=user, meta=meta, name=actor_name).record(
-        AuditEvent.Type.ROLE_CHANGED,
-        summary=f"Groups of {target.username}: {', '.join(sorted(after)) or 'none'}",
-        payload={
-            "user": target.username,
-            "user_id": target.id,
-            "before": sorted(before),
-            "after": sorted(after),
-        },
-    )
-
-
 def user_deleted(
     *, target: User, user: User | None = None, meta: RequestMeta | None = None
 ) -> None:
@@ -96,3 +77,27 @@ def user_deleted(
         summary=f"Deleted user {target.username}",
         payload={"user": target.username, "user_id": target.id},
     )
+
+
+def sign_in_unlock(
+    *,
+    username: str = "",
+    address: str = "",
+    user: User | None = None,
+    meta: RequestMeta | None = None,
+    actor_name: str = "",
+) -> bool:
+    """Lift the sign-in lockout of an account (`username`) or of a client address, audited
+    either way; True if it was locked."""
+    if bool(username) == bool(address):
+        raise ValueError("unlock either a username or an address")
+    was_locked = throttle.unlock(username) if username else throttle.unlock_address(address)
+    unlock_record(
+        username=username,
+        address=address,
+        was_locked=was_locked,
+        actor=user,
+        actor_name=actor_name,
+        meta=meta,
+    )
+    return was_locked

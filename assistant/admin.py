@@ -6,7 +6,7 @@ makes is audited and the audit trail belongs to this app.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, cast
 
 from django.contrib import admin, messages
 from django.contrib.auth.admin import UserAdmin
@@ -19,11 +19,12 @@ from django.utils.html import format_html
 from audit.append import RequestMeta
 from ingest.models import Collection, CollectionGrant, Document
 
-from . import access, actions
+from . import access, actions, throttle
+from .forms import ThrottledAdminAuthenticationForm
 
 if TYPE_CHECKING:
     from django.db.models import QuerySet
-    from django.forms import BaseFormSet, BaseInlineFormSet, ModelForm
+    from django.forms import BaseInlineFormSet, ModelForm
     from django.http import HttpRequest
 
 
@@ -142,11 +143,34 @@ class DocumentAdmin(admin.ModelAdmin):
 
 
 admin.site.unregister(User)
+# The admin's own sign-in says why a locked-out sign-in fails (the password backend refuses it).
+admin.site.login_form = ThrottledAdminAuthenticationForm
 
 
 @admin.register(User)
 class AttestUserAdmin(UserAdmin):
-    """Role changes (group membership) and deletions are audited."""
+    """Deletions are audited here; changes to flags, permissions and groups wherever they
+    are made (privileges.py); lifting a sign-in lockout is an audited action."""
+
+    list_display = ("username", "email", "first_name", "last_name", "is_staff", "sign_in_locked")
+    actions = ["unlock_sign_in"]
+
+    @admin.display(description="Locked out", boolean=True)
+    def sign_in_locked(self, obj: User) -> bool:
+        return throttle.locked_out(obj.get_username())
+
+    @admin.action(description="Lift the sign-in lockout of the selected users")
+    def unlock_sign_in(self, request: HttpRequest, queryset: QuerySet[User]) -> None:
+        meta = RequestMeta.from_request(request)
+        unlocked = [
+            user.get_username()
+            for user in queryset
+            if access.sign_in_unlock(username=user.get_username(), user=_staff(request), meta=meta)
+        ]
+        self.message_user(
+            request,
+            f"Lockout lifted for {', '.join(unlocked)}." if unlocked else "None was locked out.",
+        )
 
     def delete_model(self, request: HttpRequest, obj: User) -> None:
         with transaction.atomic():
@@ -158,21 +182,3 @@ class AttestUserAdmin(UserAdmin):
     def delete_queryset(self, request: HttpRequest, queryset: QuerySet[User]) -> None:
         for user in queryset:
             self.delete_model(request, user)
-
-    def save_related(
-        self,
-        request: HttpRequest,
-        form: ModelForm[User],
-        formsets: list[BaseFormSet[Any]],
-        change: bool,
-    ) -> None:
-        before = list(form.instance.groups.values_list("name", flat=True)) if change else []
-        super().save_related(request, form, formsets, change)
-        after = list(form.instance.groups.values_list("name", flat=True))
-        access.roles_changed(
-            target=form.instance,
-            before=before,
-            after=after,
-            user=_staff(request),
-            meta=RequestMeta.from_request(request),
-        )

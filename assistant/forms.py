@@ -4,24 +4,45 @@ from typing import Any
 
 from django import forms
 from django.conf import settings
+from django.contrib.admin.forms import AdminAuthenticationForm
 from django.contrib.auth.forms import AuthenticationForm
+
+from audit.append import RequestMeta
 
 from . import throttle
 
 
-class ThrottledAuthenticationForm(AuthenticationForm):
-    """Refuses a locked-out username before checking its password (see throttle.py)."""
+class LockoutMessage(AuthenticationForm):
+    """Says why a sign-in the lockout refused failed (the refusal itself is the password
+    backend's, assistant/backends.py, so a form without this mixin refuses too)."""
 
     def clean(self) -> dict[str, Any]:
-        username = (self.cleaned_data.get("username") or "").strip()
-        if throttle.locked_out(username):
-            minutes = max(1, settings.LOGIN_LOCKOUT_SECONDS // 60)
-            raise forms.ValidationError(
-                f"Too many failed sign-ins for this account. Try again in {minutes} minutes "
-                "or ask an administrator.",
-                code="locked_out",
+        try:
+            return super().clean()
+        except forms.ValidationError:
+            username = (self.cleaned_data.get("username") or "").strip()
+            reason = throttle.refusal(
+                username=username, address=RequestMeta.from_request(self.request).ip_address
             )
-        return super().clean()
+            if not reason:
+                raise
+        minutes = max(1, settings.LOGIN_LOCKOUT_SECONDS // 60)
+        where = (
+            "for this account" if reason == throttle.ACCOUNT_LOCKED else "from this network address"
+        )
+        raise forms.ValidationError(
+            f"Too many failed sign-ins {where}. Try again in {minutes} minutes "
+            "or ask an administrator.",
+            code="locked_out",
+        )
+
+
+class ThrottledAuthenticationForm(LockoutMessage):
+    """The portal's sign-in form."""
+
+
+class ThrottledAdminAuthenticationForm(LockoutMessage, AdminAuthenticationForm):
+    """The admin's sign-in form (staff only), with the same message."""
 
 
 class AskForm(forms.Form):

@@ -1,4 +1,5 @@
-"""What users do with documents: questions, answers with citations, feedback, API tokens."""
+"""What users do with documents: questions, answers with citations, feedback, API tokens;
+who single sign-on users are at their identity provider."""
 
 from __future__ import annotations
 
@@ -146,3 +147,37 @@ class ApiToken(models.Model):
 
     def __str__(self) -> str:
         return f"{self.prefix}… ({self.name}) for {self.user_id}"
+
+
+class SsoIdentity(models.Model):
+    """Who a single sign-on user is at their identity provider: the ID token's issuer and
+    subject (`sub`), which the provider never reassigns. Usernames change hands (a rename, a
+    recycled account name), so they never decide whose account a sign-in opens (issue 19).
+
+    Also the provider's standing for the user's API tokens (assistant/sso.py): the last
+    refresh token (encrypted), when the provider last renewed it, and when it refused to.
+    """
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="sso_identity"
+    )
+    issuer = models.CharField(max_length=300)
+    subject = models.CharField(max_length=255)
+    refresh_token = models.TextField(blank=True, help_text="Encrypted (assistant/sso.py)")
+    confirmed_at = models.DateTimeField(
+        null=True, blank=True, help_text="When the provider last vouched for the user"
+    )
+    lapsed_at = models.DateTimeField(
+        null=True, blank=True, help_text="When the provider refused to renew the user's sign-in"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        verbose_name = "single sign-on identity"
+        verbose_name_plural = "single sign-on identities"
+        constraints = [
+            models.UniqueConstraint(fields=["issuer", "subject"], name="sso_identity_unique_sub")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.subject} at {self.issuer}"

@@ -34,10 +34,16 @@ class AuditEventAdmin(admin.ModelAdmin):
 
 @admin.register(ChainCheck)
 class ChainCheckAdmin(admin.ModelAdmin):
+    """Chain-check results are evidence (a broken chain's is the alarm): viewable, never
+    added, changed or deleted here, not even by a superuser."""
+
     list_display = ["checked_at", "ok", "entries", "redacted", "first_broken_id", "seconds"]
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
 
     def has_change_permission(self, request: HttpRequest, obj: ChainCheck | None = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: ChainCheck | None = None) -> bool:
         return False

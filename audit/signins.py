@@ -1,7 +1,7 @@
-"""Audit entries for sign-ins, failed sign-ins, lockouts and sign-outs.
+"""Audit entries for sign-ins, failed and refused sign-ins, lockouts, unlocks and sign-outs.
 
 The portal's receivers of django.contrib.auth's signals (assistant/signins.py) call these after
-counting the attempt against the lockout.
+counting the attempt against the lockouts; `unlock_record` is for whoever lifts one.
 """
 
 from __future__ import annotations
@@ -39,8 +39,11 @@ def sign_out_record(*, user: AbstractBaseUser, meta: RequestMeta) -> None:
     )
 
 
-def sign_in_failure_record(*, username: str, meta: RequestMeta, locked_out: bool) -> None:
-    """A failed sign-in; `locked_out` when this failure locked the account (recorded first)."""
+def sign_in_failure_record(
+    *, username: str, meta: RequestMeta, locked_out: bool = False, address_locked: bool = False
+) -> None:
+    """A failed sign-in; `locked_out` / `address_locked` when this failure locked the account
+    or the client address (those entries are recorded first)."""
     if locked_out:
         audit_record(
             event_type=AuditEvent.Type.LOCKED_OUT,
@@ -49,10 +52,57 @@ def sign_in_failure_record(*, username: str, meta: RequestMeta, locked_out: bool
             summary=f"{username!r} locked out after repeated failed sign-ins"[:300],
             payload={"username": username, "lockout_seconds": settings.LOGIN_LOCKOUT_SECONDS},
         )
+    if address_locked:
+        audit_record(
+            event_type=AuditEvent.Type.ADDRESS_LOCKED,
+            actor_username=username,
+            meta=meta,
+            summary=f"Address {meta.ip_address} locked out after failed sign-ins as many users",
+            payload={
+                "address": meta.ip_address,
+                "username": username,
+                "failures": settings.LOGIN_ADDRESS_FAILURE_LIMIT,
+                "lockout_seconds": settings.LOGIN_LOCKOUT_SECONDS,
+            },
+        )
     audit_record(
         event_type=AuditEvent.Type.LOGIN_FAILED,
         actor_username=username,
         meta=meta,
         summary=f"Failed sign-in as {username!r}"[:300],
         payload={"username": username},
+    )
+
+
+def sign_in_refused_record(*, username: str, meta: RequestMeta, reason: str) -> None:
+    """A sign-in refused without checking its password: the account or the address is locked."""
+    audit_record(
+        event_type=AuditEvent.Type.LOGIN_REFUSED,
+        actor_username=username,
+        meta=meta,
+        summary=f"Sign-in as {username!r} refused: {reason}"[:300],
+        payload={"username": username, "reason": reason},
+    )
+
+
+def unlock_record(
+    *,
+    username: str = "",
+    address: str = "",
+    was_locked: bool,
+    actor: AbstractBaseUser | None = None,
+    actor_name: str = "",
+    meta: RequestMeta | None = None,
+) -> None:
+    """An administrator lifted the lockout of an account or of a client address."""
+    what = f"account {username!r}" if username else f"address {address}"
+    payload: dict[str, object] = {"was_locked": was_locked}
+    payload.update({"username": username} if username else {"address": address})
+    audit_record(
+        event_type=AuditEvent.Type.UNLOCKED,
+        actor=actor,
+        actor_username=actor_name,
+        meta=meta,
+        summary=f"Sign-in lockout lifted for {what}"[:300],
+        payload=payload,
     )

@@ -27,20 +27,16 @@ def parse_role_map(raw: str) -> dict[str, str]:
 
 
 def claim_groups(claims: Mapping, claim: str) -> list[str]:
-    """The group names in a claim: a list of strings, or one string; Keycloak paths
-    (`/attest/admins`) also count by their last segment."""
+    """The group names in a claim: a list of strings, or one string. A Keycloak group path
+    (`/hospital/attest-admins`) counts only as the whole path: its last segment alone would
+    match a group of that name anywhere in the tree (`/sandbox/attest-admins`, made by
+    whoever may create groups there), issue 19."""
     value = claims.get(claim)
     if isinstance(value, str):
         value = [value]
     if not isinstance(value, list):
         return []
-    names: list[str] = []
-    for item in value:
-        if isinstance(item, str) and item.strip():
-            names.append(item.strip())
-            if "/" in item.strip("/"):
-                names.append(item.strip("/").rsplit("/", 1)[-1])
-    return names
+    return [item.strip() for item in value if isinstance(item, str) and item.strip()]
 
 
 def roles_from_claims(

@@ -72,6 +72,7 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "assistant.privileges.ActingUserMiddleware",
     "ingest.row_security.RowSecurityMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
@@ -285,8 +286,10 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
 SESSION_COOKIE_AGE = env_int("SESSION_COOKIE_AGE", 8 * 3600, minimum=60)
-# After this many failed sign-ins for one username, it is locked for LOGIN_LOCKOUT_SECONDS.
+# Failed sign-ins (in LOGIN_LOCKOUT_SECONDS) that lock a username, or a client address under
+# any usernames (password spraying), for LOGIN_LOCKOUT_SECONDS (assistant/throttle.py).
 LOGIN_FAILURE_LIMIT = env_int("LOGIN_FAILURE_LIMIT", 5, minimum=0)
+LOGIN_ADDRESS_FAILURE_LIMIT = env_int("LOGIN_ADDRESS_FAILURE_LIMIT", 30, minimum=0)
 LOGIN_LOCKOUT_SECONDS = env_int("LOGIN_LOCKOUT_SECONDS", 900, minimum=1)
 # Per-user limits: questions and uploads per RATE_WINDOW_SECONDS (0 = unlimited).
 ASK_RATE_LIMIT = env_int("ASK_RATE_LIMIT", 30, minimum=0)
@@ -361,7 +364,8 @@ DB_ROW_SECURITY = env_choice("DB_ROW_SECURITY", "auto", {"auto", "on", "off"})
 # On when OIDC_RP_CLIENT_ID is set; then the OP endpoints are required.
 OIDC_RP_CLIENT_ID = env_str("OIDC_RP_CLIENT_ID")
 OIDC_ENABLED = bool(OIDC_RP_CLIENT_ID)
-AUTHENTICATION_BACKENDS = ["django.contrib.auth.backends.ModelBackend"]
+# Password sign-ins behind the lockouts, whichever form asks (assistant/backends.py).
+AUTHENTICATION_BACKENDS = ["assistant.backends.LockoutModelBackend"]
 if OIDC_ENABLED:
     OIDC_RP_CLIENT_SECRET = env_str("OIDC_RP_CLIENT_SECRET")
     OIDC_RP_SIGN_ALGO = env_str("OIDC_RP_SIGN_ALGO", "RS256")
@@ -388,9 +392,17 @@ if OIDC_ENABLED:
     except ValueError as exc:
         raise ImproperlyConfigured(f"OIDC_ROLE_MAP: {exc}") from exc
     OIDC_RP_IDP_SIGN_KEY = None
+    OIDC_OP_ISSUER = env_str("OIDC_OP_ISSUER")  # when set, ID tokens from others are refused
+    OIDC_TIMEOUT = env_int("OIDC_TIMEOUT", 10, minimum=1)
+    # The provider's word lasts this long: sessions are renewed through it, SSO users' API
+    # tokens re-confirmed (config/oidc.py, assistant/sso.py).
     OIDC_RENEW_ID_TOKEN_EXPIRY_SECONDS = env_int("OIDC_RENEW_SECONDS", 15 * 60, minimum=60)
+    OIDC_EXEMPT_URLS = ["login", "logout"]
+    OIDC_CALLBACK_CLASS = "config.oidc.CallbackView"
     INSTALLED_APPS.append("mozilla_django_oidc")
     AUTHENTICATION_BACKENDS.insert(0, "config.oidc.AttestOIDCBackend")
+    _AUTH_MIDDLEWARE = MIDDLEWARE.index("django.contrib.auth.middleware.AuthenticationMiddleware")
+    MIDDLEWARE.insert(_AUTH_MIDDLEWARE + 1, "config.oidc.SessionRefresh")
     LOGIN_REDIRECT_URL_FAILURE = "/accounts/login/?sso=failed"
 # Sessions end SESSION_COOKIE_AGE after sign-in; with SESSION_IDLE_EXPIRY, after that long
 # without a request instead; with SESSION_EXPIRE_AT_BROWSER_CLOSE, also when the browser closes.

@@ -12,6 +12,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from assistant.models import ApiToken
+from assistant.sso import standing_confirmed
 from audit.append import audit_record
 from audit.models import AuditEvent
 
@@ -79,11 +80,12 @@ def token_revoke(*, token: ApiToken, actor: User | None = None, actor_name: str 
 
 
 def token_lookup(key: str) -> ApiToken | None:
-    """The live token with this key (not revoked, not expired, active user), else None."""
+    """The live token with this key (not revoked, not expired, active user, and for a single
+    sign-on user one the identity provider still vouches for: assistant/sso.py), else None."""
     if not key.startswith(KEY_PREFIX) or len(key) > 200:
         return None
     token = (
-        ApiToken.objects.select_related("user")
+        ApiToken.objects.select_related("user", "user__sso_identity")
         .filter(key_hash=_hash(key), revoked_at__isnull=True)
         .first()
     )
@@ -91,6 +93,8 @@ def token_lookup(key: str) -> ApiToken | None:
         return None
     now = timezone.now()
     if token.expires_at is not None and token.expires_at <= now:
+        return None
+    if not standing_confirmed(token.user):
         return None
     if token.last_used_at is None or now - token.last_used_at > timedelta(minutes=1):
         ApiToken.objects.filter(pk=token.pk).update(last_used_at=now)

@@ -28,10 +28,18 @@ def test_role_map_parses_and_rejects_unknown_roles():
 def test_claims_map_to_roles():
     claims = {"groups": ["staff", "Compliance Team", "unrelated"]}
     assert roles_from_claims(claims, role_map=ROLE_MAP, claim="groups") == ["compliance", "user"]
-    # Keycloak sends group paths; a single string also counts.
+    # Keycloak sends group paths: they map only in full (issue 19), never by their last
+    # segment, which a group of that name anywhere in the tree would share.
+    assert (
+        roles_from_claims({"groups": ["/org/attest-admins"]}, role_map=ROLE_MAP, claim="groups")
+        == []
+    )
     assert roles_from_claims(
-        {"groups": ["/org/attest-admins"]}, role_map=ROLE_MAP, claim="groups"
+        {"groups": ["/org/attest-admins"]},
+        role_map={"/org/attest-admins": "admin"},
+        claim="groups",
     ) == ["admin"]
+    # A single string also counts.
     assert roles_from_claims({"roles": "staff"}, role_map=ROLE_MAP, claim="roles") == ["user"]
     # Nothing maps: no role, unless a default role is configured.
     assert roles_from_claims({"groups": ["x"]}, role_map=ROLE_MAP, claim="groups") == []
@@ -61,6 +69,9 @@ def test_sso_users_get_their_roles_and_groups_synced_and_audited(oidc_settings, 
     Group.objects.create(name="cardiology")  # a group collections are granted to
     backend = AttestOIDCBackend()
     claims = {
+        # Issue 19: the backend adds the ID token's issuer to the userinfo, whose sub matched.
+        "iss": "https://idp.example/realms/attest",
+        "sub": "6c1f0e2a",
         "preferred_username": "dr.ada",
         "email": "ada@hospital.example",
         "groups": ["staff", "cardiology", "not-here"],
@@ -78,14 +89,19 @@ def test_sso_users_get_their_roles_and_groups_synced_and_audited(oidc_settings, 
     event = AuditEvent.objects.filter(event_type="role.changed").order_by("-id").first()
     assert event.actor_username == "oidc" and event.payload["after"] == ["admin"]
     # No mapped group: refused.
-    assert not backend.verify_claims({"preferred_username": "x", "groups": ["nobody"]})
+    assert not backend.verify_claims({**claims, "preferred_username": "x", "groups": ["nobody"]})
 
 
 @pytest.mark.django_db
 def test_sso_cannot_take_over_a_local_password_account(oidc_settings, django_user_model):
     django_user_model.objects.create_user(username="admin", password="Local-Admin-Pass-9")
     backend = AttestOIDCBackend()
-    claims = {"preferred_username": "admin", "groups": ["attest-admins"]}
+    claims = {
+        "iss": "https://idp.example/realms/attest",
+        "sub": "f00d",
+        "preferred_username": "admin",
+        "groups": ["attest-admins"],
+    }
     assert not backend.verify_claims(claims)
     assert not backend.filter_users_by_claims(claims).exists()
 
@@ -96,7 +112,9 @@ def _settings_in_subprocess(extra_env: dict[str, str]) -> subprocess.CompletedPr
     code = (
         "from django.conf import settings as s;"
         "print(s.AUTHENTICATION_BACKENDS);"
-        "print('mozilla_django_oidc' in s.INSTALLED_APPS)"
+        "print('mozilla_django_oidc' in s.INSTALLED_APPS);"
+        "m = s.MIDDLEWARE;"
+        "print(m[m.index('django.contrib.auth.middleware.AuthenticationMiddleware') + 1])"
     )
     return subprocess.run(
         [sys.executable, "-c", code], env=env, cwd=REPO, capture_output=True, text=True
@@ -106,7 +124,11 @@ def _settings_in_subprocess(extra_env: dict[str, str]) -> subprocess.CompletedPr
 def test_settings_wire_the_backend_only_when_configured():
     off = _settings_in_subprocess({})
     assert off.returncode == 0, off.stderr
-    assert off.stdout.splitlines() == ["['django.contrib.auth.backends.ModelBackend']", "False"]
+    assert off.stdout.splitlines() == [
+        "['assistant.backends.LockoutModelBackend']",
+        "False",
+        "assistant.privileges.ActingUserMiddleware",
+    ]
     on = _settings_in_subprocess(
         {
             "OIDC_RP_CLIENT_ID": "attest",
@@ -120,8 +142,11 @@ def test_settings_wire_the_backend_only_when_configured():
     )
     assert on.returncode == 0, on.stderr
     assert on.stdout.splitlines() == [
-        "['config.oidc.AttestOIDCBackend', 'django.contrib.auth.backends.ModelBackend']",
+        "['config.oidc.AttestOIDCBackend', 'assistant.backends.LockoutModelBackend']",
         "True",
+        # Issue 19: the ID token is renewed through the provider (the session ends when the
+        # provider removed the user).
+        "config.oidc.SessionRefresh",
     ]
     missing = _settings_in_subprocess({"OIDC_RP_CLIENT_ID": "attest"})
     assert missing.returncode != 0
@@ -143,3 +168,26 @@ def test_settings_wire_the_backend_only_when_configured():
 def test_login_page_has_no_sso_link_when_off(client):
     html = client.get("/accounts/login/").content.decode()
     assert "single sign-on" not in html
+
+
+@pytest.mark.django_db
+def test_an_sso_account_from_before_issue_19_is_adopted_once(oidc_settings, django_user_model):
+    """Accounts made when SSO matched usernames have no identity yet: the first sign-in links
+    them (audited); after that only that identity opens them."""
+    legacy = django_user_model.objects.create_user(username="dr.ada", password=None)
+    backend = AttestOIDCBackend()
+    claims = {
+        "iss": "https://idp.example/realms/attest",
+        "sub": "6c1f0e2a",
+        "preferred_username": "dr.ada",
+        "groups": ["staff"],
+    }
+    assert backend.verify_claims(claims)
+    assert list(backend.filter_users_by_claims(claims)) == [legacy]
+    backend.update_user(legacy, claims)
+    linked = AuditEvent.objects.get(event_type="sso.linked")
+    assert linked.payload["adopted"] is True and linked.payload["subject"] == "6c1f0e2a"
+    # Another identity under the same name is now refused.
+    other = {**claims, "sub": "99"}
+    assert not backend.verify_claims(other)
+    assert list(backend.filter_users_by_claims(other)) == []

@@ -4,8 +4,10 @@
     python manage.py users token NAME [--name LABEL] [--expires-days N]
     python manage.py users tokens NAME
     python manage.py users revoke-token PREFIX
+    python manage.py users unlock NAME | --address IP
 
-Without --password-stdin a random password is generated and printed once.
+Without --password-stdin a random password is generated and printed once. Every change is
+audited with the actor `cli` (flags and groups by assistant/privileges.py).
 """
 
 from __future__ import annotations
@@ -20,8 +22,10 @@ from django.core.exceptions import ObjectDoesNotExist, ValidationError
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
-from assistant.access import roles_changed
+from assistant.access import sign_in_unlock
+from assistant.privileges import acting_as
 from assistant.roles import roles_ensure
+from audit.append import canonical_ip
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import User
@@ -29,7 +33,7 @@ if TYPE_CHECKING:
 
 
 class Command(BaseCommand):
-    help = "Add users with a role (and extra groups)."
+    help = "Add users with a role (and extra groups), manage API tokens, lift lockouts."
 
     def add_arguments(self, parser: CommandParser) -> None:
         sub = parser.add_subparsers(dest="action", required=True)
@@ -46,16 +50,39 @@ class Command(BaseCommand):
         tokens.add_argument("name")
         revoke = sub.add_parser("revoke-token", help="revoke an API token by its prefix")
         revoke.add_argument("prefix")
+        unlock = sub.add_parser(
+            "unlock", help="lift the sign-in lockout of an account or of a client address"
+        )
+        unlock.add_argument("name", nargs="?", default="")
+        unlock.add_argument("--address", default="", metavar="IP")
 
     def handle(self, *args: Any, action: str, **options: Any) -> None:
-        if action == "add":
-            self._add(options)
-        elif action == "token":
-            self._token(options)
-        elif action == "tokens":
-            self._tokens(options)
-        elif action == "revoke-token":
-            self._revoke_token(options)
+        with acting_as(name="cli"):
+            if action == "add":
+                self._add(options)
+            elif action == "token":
+                self._token(options)
+            elif action == "tokens":
+                self._tokens(options)
+            elif action == "revoke-token":
+                self._revoke_token(options)
+            elif action == "unlock":
+                self._unlock(options)
+
+    def _unlock(self, options: dict[str, Any]) -> None:
+        name, address = options["name"].strip(), options["address"].strip()
+        if bool(name) == bool(address):
+            raise CommandError("Give a user name or --address IP (one of them).")
+        if address:
+            # As the lockout counted it: the form RequestMeta gives a client's address.
+            canonical = canonical_ip(address)
+            if canonical is None:
+                raise CommandError(f"Not an IP address: {address!r}.")
+            address = canonical
+        was_locked = sign_in_unlock(username=name, address=address, actor_name="cli")
+        what = f"user {name!r}" if name else f"address {address}"
+        state = "lockout lifted" if was_locked else "was not locked out (failures forgotten)"
+        self.stdout.write(f"Sign-in for {what}: {state}.")
 
     def _user(self, name: str) -> User:
         try:
@@ -122,12 +149,6 @@ class Command(BaseCommand):
             groups = [roles[options["role"]]]
             groups += [Group.objects.get_or_create(name=g)[0] for g in options["group"]]
             user.groups.add(*groups)
-            roles_changed(
-                target=user,
-                before=[],
-                after=[g.name for g in groups],
-                actor_name="cli",
-            )
         self.stdout.write(
             f"Created {options['role']} {name!r} in {', '.join(g.name for g in groups)}"
         )
