@@ -171,7 +171,8 @@ def test_compliance_list_and_api_events_redact_summaries(client, plain_user, off
 
 
 def _entries(html: str) -> list[str]:
-    return re.findall(r'<td><a href="/compliance/events/(\d+)/">', html)
+    """The ids of the entries a list page shows."""
+    return sorted(set(re.findall(r'<td><a href="/compliance/events/(\d+)/">', html)))
 
 
 def test_a_text_filter_that_looks_like_an_identifier_is_refused(
@@ -208,7 +209,7 @@ def test_a_text_filter_that_looks_like_an_identifier_is_refused(
         assert export.status_code == 400, probe
         patient = body(client.get(reverse("compliance:list"), {"patient": probe}))
         assert "Access report" not in patient and _entries(patient) == [], probe
-    assert _entries(body(client.get(reverse("compliance:list"), {"q": "allergies"})))
+    assert _entries(body(client.get(reverse("compliance:list"), {"q": "SSN"})))
     # A reviewer who may see identifiers searches as before.
     reviewer = django_user_model.objects.create_user(username="lead", password="x" * 16)
     reviewer.groups.add(*officer.groups.all())
