@@ -100,12 +100,14 @@ def name_shown(name: str, *, redact: bool) -> str:
 
 
 def document_rows(documents: Iterable[Document], *, redact: bool) -> list[dict[str, Any]]:
-    """The collection page's documents: each with its name, its e-mail's name (attachments)
-    and its path in an uploaded archive (when not just its name), as shown."""
+    """The collection page's documents: each with its name, its e-mail's name (attachments),
+    its path in an uploaded archive (when not just its name) and its status message (which
+    may quote a path), as shown."""
     return [
         {
             "d": d,
             "name": name_shown(d.name, redact=redact),
+            "message": name_shown(d.status_message, redact=redact),
             "parent": name_shown(d.parent.name, redact=redact) if d.parent else "",
             "source_path": name_shown(d.source_path, redact=redact)
             if d.source_path and d.source_path != d.name

@@ -142,6 +142,7 @@ def collection_status(request: AuthenticatedHttpRequest, slug: str) -> JsonRespo
     documents = ingest_selectors.document_list(collection=collection).values(
         "id", "status", "status_message", "page_count", "chunk_count"
     )
+    hide = must_redact(request.user)
     return JsonResponse(
         {
             "total": progress.total,
@@ -154,7 +155,7 @@ def collection_status(request: AuthenticatedHttpRequest, slug: str) -> JsonRespo
                     "id": d["id"],
                     "status": d["status"],
                     "label": d["status"].capitalize(),
-                    "message": d["status_message"],
+                    "message": presenters.name_shown(d["status_message"], redact=hide),
                     "pages": d["page_count"],
                     "chunks": d["chunk_count"],
                 }
