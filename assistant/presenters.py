@@ -1,5 +1,7 @@
 """Answer HTML: the answer text escaped with each [n] a link to its passage, passages with the
-question's words marked, and the context the answer fragment template needs."""
+question's words marked, and the context the answer fragment template needs; the collection
+page's documents and patients as shown (identifiers redacted for users without
+view_identifiers, REDACT_IDENTIFIERS)."""
 
 from __future__ import annotations
 
@@ -15,6 +17,10 @@ from ingest.redaction import redact as redact_text
 from .text import CITATION, content_words
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable
+
+    from ingest.models import Document, Patient
+
     from .models import Answer, Citation
 
 
@@ -77,9 +83,64 @@ def answer_context(answer: Answer, *, redact: bool = False) -> dict[str, Any]:
                 "c": c,
                 "url": viewer_url(c),
                 "html": highlight(shown(c.text), question.text),
+                "document": name_shown(c.document_name, redact=redact),
+                "heading": shown(c.heading),
                 # Clinical records: the resources / entries the passage's facts came from.
-                "sources": c.chunk.sources if c.chunk is not None else [],
+                "sources": [shown(s) for s in c.chunk.sources] if c.chunk is not None else [],
             }
             for c in citations
         ],
     }
+
+
+def name_shown(name: str, *, redact: bool) -> str:
+    """A document or file name as shown: hospital file names hold patient names and ids
+    ("Abel832_Muller251_<id>.json"), redacted loosely, as typed text is."""
+    return redact_text(name, loose=True) if redact else name
+
+
+def document_rows(documents: Iterable[Document], *, redact: bool) -> list[dict[str, Any]]:
+    """The collection page's documents: each with its name, its e-mail's name (attachments),
+    its path in an uploaded archive (when not just its name) and its status message (which
+    may quote a path), as shown."""
+    return [
+        {
+            "d": d,
+            "name": name_shown(d.name, redact=redact),
+            "message": name_shown(d.status_message, redact=redact),
+            "parent": name_shown(d.parent.name, redact=redact) if d.parent else "",
+            "source_path": name_shown(d.source_path, redact=redact)
+            if d.source_path and d.source_path != d.name
+            else "",
+        }
+        for d in documents
+    ]
+
+
+def patient_rows(patients: Iterable[Patient], *, redact: bool) -> list[dict[str, Any]]:
+    """The collection page's patients: name, birth date, gender, MRNs (and untyped ids) and
+    records. With `redact`, a patient is shown by number, with placeholders for the rest."""
+    rows = []
+    for p in patients:
+        ids = [
+            (str(i.get("type") or ""), str(i.get("value") or ""))
+            for i in p.identifiers
+            if isinstance(i, dict) and i.get("type") in {"MRN", "", None}
+        ]
+        born = p.birth_date.isoformat() if p.birth_date else ""
+        rows.append(
+            {
+                "id": p.id,
+                "name": "[NAME]" if redact else p.name,
+                "birth_date": "[DOB]" if redact and born else born,
+                "gender": p.gender,
+                "identifiers": [_identifier_shown(k, v, redact=redact) for k, v in ids],
+                "documents": [name_shown(d.name, redact=redact) for d in p.documents.all()],
+            }
+        )
+    return rows
+
+
+def _identifier_shown(kind: str, value: str, *, redact: bool) -> str:
+    shown = ("[MRN]" if kind == "MRN" else "[ID]") if redact else value
+    return f"{kind} {shown}" if kind else shown

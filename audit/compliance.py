@@ -21,6 +21,7 @@ from django.utils.dateparse import parse_date
 
 from ingest.models import Collection, Patient
 from ingest.records import PatientMatch, patients_born, patients_by_id, patients_named
+from ingest.redaction import identifier_in
 
 from .models import AuditEvent
 
@@ -30,6 +31,7 @@ if TYPE_CHECKING:
     from django.db.models import QuerySet
 
 ANSWER_TYPES = (AuditEvent.Type.QUESTION_ANSWERED, AuditEvent.Type.QUESTION_REFUSED)
+_PATIENT_NUMBER = re.compile(r"#?\d{1,9}")  # a patient's number, as entries list it
 EXPORT_FIELDS = [
     "id",
     "created_at",
@@ -140,6 +142,28 @@ def audit_query(*, filters: AuditFilter) -> QuerySet[AuditEvent]:
     return qs.order_by("-id")
 
 
+def filter_refusal(filters: AuditFilter) -> dict[str, str]:
+    """For a reviewer without view_identifiers: the filters refused ({parameter: why}), since
+    the count of entries a search matches tells whether an identifier appears in the trail. The
+    text filter is refused when it looks like an identifier (ingest.redaction.identifier_in),
+    whether or not it matches anything; the patient filter takes only a patient's number."""
+    refused = {}
+    found = identifier_in(filters.q) if filters.q else ""
+    if found:
+        refused["q"] = (
+            f"The text filter looks like an identifier ({found}) and was not searched: without "
+            "the permission to see identifiers, a search cannot tell whether one appears in the "
+            "trail. Search for other words, or ask a reviewer who may see identifiers."
+        )
+    if filters.patient and not _PATIENT_NUMBER.fullmatch(filters.patient.strip()):
+        refused["patient"] = (
+            "The patient filter looks like an identifier (a name, MRN or birth date) and was "
+            "not searched: without the permission to see identifiers, find a patient by number "
+            "(#12, as entries list them), or ask a reviewer who may see identifiers."
+        )
+    return refused
+
+
 def _mentions_any(ids: list[int]) -> Q:
     found = Q(pk__in=[])  # no patient matches: no entry, never the whole trail
     for patient_id in ids:
@@ -154,7 +178,7 @@ def patient_lookup(text: str) -> list[PatientMatch]:
     collection."""
     text = text.strip()
     collections = list(Collection.objects.values_list("id", flat=True))
-    if re.fullmatch(r"#?\d{1,9}", text):
+    if _PATIENT_NUMBER.fullmatch(text):
         return patients_by_id([int(text.lstrip("#"))])
     if re.fullmatch(r"\d{4}-\d{2}-\d{2}", text):
         return patients_born(text, collection_ids=collections)

@@ -13,6 +13,7 @@ from django.http import (
     Http404,
     HttpRequest,
     HttpResponse,
+    HttpResponseBadRequest,
     HttpResponseBase,
     StreamingHttpResponse,
 )
@@ -66,9 +67,16 @@ def event_list(request: HttpRequest) -> HttpResponse:
         before = int(request.GET.get("before") or 0) or None
     except ValueError:
         before = None
-    rows, next_before = compliance.audit_page(
-        filters=filters, before_id=before, size=settings.AUDIT_PAGE_SIZE
+    hidden = must_redact(request.user)
+    refused = compliance.filter_refusal(filters) if hidden else {}
+    rows, next_before = (
+        ([], None)
+        if refused
+        else compliance.audit_page(filters=filters, before_id=before, size=settings.AUDIT_PAGE_SIZE)
     )
+    if hidden:
+        for event in rows:  # shown, never saved
+            event.summary = redact(event.summary, loose=True)
     params = filters.as_params()
     return render(
         request,
@@ -83,17 +91,20 @@ def event_list(request: HttpRequest) -> HttpResponse:
             "first_url": "?" + urlencode(params) if before else "",
             "query": urlencode(params),
             "badge": _badge(),
-            **_patient_report(request, filters),
+            "refused": list(refused.values()),
+            **_patient_report(request, filters, refused="patient" in refused),
         },
     )
 
 
-def _patient_report(request: HttpRequest, filters: compliance.AuditFilter) -> dict[str, Any]:
+def _patient_report(
+    request: HttpRequest, filters: compliance.AuditFilter, *, refused: bool
+) -> dict[str, Any]:
     """Who the patient filter found (the report's heading, or the candidates to choose from),
     and name suggestions for the filter field. Names are shown only to reviewers who may see
-    identifiers; the others see patient numbers."""
+    identifiers; the others see patient numbers, and search by them (`refused` otherwise)."""
     hidden = must_redact(request.user)
-    found = compliance.patient_lookup(filters.patient) if filters.patient else []
+    found = compliance.patient_lookup(filters.patient) if filters.patient and not refused else []
     candidates = [
         {
             "id": p.patient_id,
@@ -118,7 +129,7 @@ def event_detail(request: HttpRequest, pk: int) -> HttpResponse:
     payload = event.payload if isinstance(event.payload, dict) else {}
     if must_redact(request.user):
         payload = redact_value(payload)
-        event.summary = redact(event.summary)
+        event.summary = redact(event.summary, loose=True)
     is_answer = event.event_type in compliance.ANSWER_TYPES and not event.redacted
     return render(
         request,
@@ -195,11 +206,15 @@ def dashboard(request: HttpRequest) -> HttpResponse:
 
 @require_GET
 @reviewer_required
-def export(request: HttpRequest, fmt: str) -> StreamingHttpResponse:
+def export(request: HttpRequest, fmt: str) -> StreamingHttpResponse | HttpResponseBadRequest:
     if fmt not in EXPORT_FORMATS:
         raise Http404("Export as .csv or .jsonl")
+    filters = compliance.AuditFilter.from_params(request.GET)
+    refused = compliance.filter_refusal(filters) if must_redact(request.user) else {}
+    if refused:
+        return HttpResponseBadRequest(" ".join(refused.values()), content_type="text/plain")
     return export_response(
-        filters=compliance.AuditFilter.from_params(request.GET),
+        filters=filters,
         fmt=fmt,
         redact=request.GET.get("redact") in {"1", "on", "true"} or must_redact(request.user),
         user=request.user,

@@ -13,7 +13,16 @@ Clinical records add names, addresses and other identifiers: the values of label
 C-CDA and Synthea renderings write them, and anywhere in any text, the names and identifier
 values of the patients Attest knows (ingest.Patient), so a note or a text export that mentions
 a patient without a label is covered too. That list is re-read at most every
-KNOWN_REFRESH_SECONDS, and at once in the process that adds or changes a patient.
+KNOWN_REFRESH_SECONDS, and at once in the process that adds or changes a patient. Words are
+split at underscores and hyphens too, so a hospital file name ("Abel832_Muller251_<id>.json")
+is covered, and a FHIR reference to a patient ("Patient/<id>") keeps only its type.
+
+Text people type or name (questions, feedback, audit summaries and filters, document and file
+names) is redacted `loose`ly: a known name also matches in any case, without accents, and
+without the digits a source adds ("abel muller" for Abel832 Muller251), and an identifier in
+any case. Record text keeps the exact match, so a clinical word that happens to be a patient's
+name in lower case ("rose", "will") stays readable there. `identifier_in` says whether a search
+string looks like an identifier (see audit/compliance.py: filter_refusal).
 """
 
 from __future__ import annotations
@@ -24,6 +33,8 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
+
+from .patients import NOT_NAMES, fold
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -70,6 +81,8 @@ KNOWN_REFRESH_SECONDS = 5.0
 PATTERNS: list[tuple[str, re.Pattern[str]]] = [
     ("EMAIL", re.compile(r"\b[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}\b")),
     ("SSN", re.compile(r"(?<![\w-])(?!000|666)\d{3}-(?!00)\d{2}-(?!0000)\d{4}(?![\w-])")),
+    # A FHIR reference to a patient names the patient's resource id in the source system.
+    ("ID", re.compile(r"(?<=\bPatient/)[A-Za-z0-9][A-Za-z0-9.-]*")),
     (
         "PHONE",
         re.compile(
@@ -80,19 +93,29 @@ PATTERNS: list[tuple[str, re.Pattern[str]]] = [
 ]
 
 
-def redact(text: str) -> str:
+def redact(text: str, *, loose: bool = False) -> str:
     """`text` with each identifier replaced by [EMAIL], [PHONE], [SSN], [MRN], [DOB], [NAME],
     [ADDRESS] or [ID] (a label such as "MRN:" or "Date of birth:" is kept before the
-    placeholder). Reads the known patients from the database (cached)."""
+    placeholder). Reads the known patients from the database (cached). `loose`: for text people
+    type or name (see the module docstring)."""
     if not text:
         return text
+    if loose and "_" in text:
+        # File names join words with underscores, which the patterns read as letters.
+        text = "_".join(_patterns(part) for part in text.split("_"))
+    else:
+        text = _patterns(text)
+    return _known.redact(text, loose=loose)
+
+
+def _patterns(text: str) -> str:
     for kind, pattern in LABELLED.items():
         text = pattern.sub(_after_label(kind), text)
     for kind, pattern in LINE_FIELDS:
         text = pattern.sub(_after_label(kind), text)
     for kind, pattern in PATTERNS:
         text = pattern.sub(f"[{kind}]", text)
-    return _known.redact(text)
+    return text
 
 
 def _after_label(kind: str) -> Callable[[re.Match[str]], str]:
@@ -113,24 +136,43 @@ class _KnownPatients:
         self._read_at = -1e9
         self._names: frozenset[str] = frozenset()
         self._ids: frozenset[str] = frozenset()
+        self._folded_names: frozenset[str] = frozenset()
+        self._folded_ids: frozenset[str] = frozenset()
 
     def forget(self) -> None:
         self._read_at = -1e9
 
-    def redact(self, text: str) -> str:
+    def redact(self, text: str, *, loose: bool = False) -> str:
         self._refresh()
         if not self._names and not self._ids:
             return text
 
-        def replace(match: re.Match[str]) -> str:
-            word = match.group(0)
-            if word in self._ids:
-                return "[ID]"
-            if word in self._names:
-                return "[NAME]"
-            return word
+        def word(match: re.Match[str]) -> str:
+            return self._word(match.group(0), loose=loose)
 
-        return _WORDS.sub(replace, text)
+        return _WORDS.sub(word, text)
+
+    def matches(self, text: str) -> bool:
+        """Whether `text` holds a known name or identifier, matched loosely."""
+        return self.redact(text, loose=True) != text
+
+    def _word(self, word: str, *, loose: bool) -> str:
+        """A word ("[\\w-]+") with the known identifiers and names in it replaced: the whole
+        word, else its parts between underscores, else their parts between hyphens."""
+        if word in self._ids or (loose and word.lower() in self._folded_ids):
+            return "[ID]"
+        if word in self._names or (loose and self._loose_name(word)):
+            return "[NAME]"
+        for separator in ("_", "-"):
+            if separator in word:
+                return separator.join(self._word(p, loose=loose) for p in word.split(separator))
+        return word
+
+    def _loose_name(self, word: str) -> bool:
+        """Whether a typed word is a known name: folded (case, accents and trailing digits,
+        patients.fold), with or without a plural or possessive "s"."""
+        folded = fold(word)
+        return folded in self._folded_names or folded.removesuffix("s") in self._folded_names
 
     def _refresh(self) -> None:
         if time.monotonic() - self._read_at < KNOWN_REFRESH_SECONDS:
@@ -145,18 +187,26 @@ class _KnownPatients:
             for given, family, identifiers in Patient.objects.values_list(
                 "given", "family", "identifiers"
             ):
-                for word in _WORDS.findall(f"{given} {family}"):
-                    if len(word) >= 2:
-                        names.update({word, word.upper()})
+                full = f"{given} {family}"
+                # Whole words ("Smith-Jones") and their parts ("Smith", "Jones").
+                for word in {*_NAME_WORDS.findall(full), *_PARTS.findall(full)}:
+                    # As the record writes it, and without the digits a source adds.
+                    for form in {word, word.rstrip("0123456789")}:
+                        if len(form) >= 2:
+                            names.update({form, form.upper()})
                 for item in identifiers or []:
                     value = str(item.get("value") or "") if isinstance(item, dict) else ""
                     if len(value) >= 4 and _WORDS.fullmatch(value):
                         ids.add(value)
             self._names, self._ids = frozenset(names), frozenset(ids)
+            self._folded_names = frozenset(fold(n) for n in names) - NOT_NAMES - {""}
+            self._folded_ids = frozenset(i.lower() for i in ids)
             self._read_at = time.monotonic()
 
 
 _WORDS = re.compile(r"[\w-]+")
+_NAME_WORDS = re.compile(r"[^\W_]+(?:-[^\W_]+)*")
+_PARTS = re.compile(r"[^\W_]+")
 _known = _KnownPatients()
 
 
@@ -165,15 +215,40 @@ def patients_changed(**_: Any) -> None:
     _known.forget()
 
 
-def redact_value(value: Any) -> Any:
-    """Every string inside a JSON-like value, redacted (dict keys are kept)."""
+# Strings of an audit payload that are record text (the passages): redacted exactly. Every
+# other string was typed or named by a person (questions, comments, document names, filters)
+# or may quote them (an answer says what the question asked for), and is redacted loosely.
+RECORD_TEXT_KEYS = frozenset({"text"})
+
+
+def redact_value(value: Any, *, loose: bool = True) -> Any:
+    """Every string inside a JSON-like value, redacted (dict keys are kept): loosely, but
+    exactly under RECORD_TEXT_KEYS."""
     if isinstance(value, str):
-        return redact(value)
+        return redact(value, loose=loose)
     if isinstance(value, list):
-        return [redact_value(v) for v in value]
+        return [redact_value(v, loose=loose) for v in value]
     if isinstance(value, dict):
-        return {k: redact_value(v) for k, v in value.items()}
+        return {
+            k: redact_value(v, loose=loose and k not in RECORD_TEXT_KEYS) for k, v in value.items()
+        }
     return value
+
+
+def identifier_in(text: str) -> str:
+    """What in a search string could be an identifier, in words ("" when nothing): any digit
+    (an SSN, MRN, phone number, date or any part of one, as full-text search matches the parts
+    of a hyphenated number), an e-mail address, a labelled field, or a known patient's name or
+    identifier value, matched loosely."""
+    if "@" in text:
+        return "an e-mail address"
+    if any(c.isdigit() for c in text):
+        return "digits (an SSN, MRN, phone number, date of birth or part of one)"
+    if _patterns(text) != text:
+        return "a labelled identifier"
+    if _known.matches(text):
+        return "a patient's name or identifier"
+    return ""
 
 
 def must_redact(user: User | AnonymousUser | None) -> bool:
@@ -185,10 +260,9 @@ def must_redact(user: User | AnonymousUser | None) -> bool:
 
 
 def redact_row(row: dict[str, Any]) -> dict[str, Any]:
-    """An audit export row with identifiers redacted in its summary and payload."""
-    return {
-        **row,
-        "summary": redact(row["summary"]),
-        "payload": redact_value(row["payload"]),
-        "identifiers_redacted": True,
-    }
+    """An audit row (export, API) with identifiers redacted in its summary and its payload
+    (when it has one)."""
+    redacted = {**row, "summary": redact(row["summary"], loose=True), "identifiers_redacted": True}
+    if "payload" in row:
+        redacted["payload"] = redact_value(row["payload"])
+    return redacted

@@ -109,6 +109,9 @@ class AuditEventOut(serializers.Serializer):
     prev_hash = serializers.CharField()
     entry_hash = serializers.CharField()
     payload = serializers.JSONField(required=False)
+    identifiers_redacted = serializers.BooleanField(
+        required=False, help_text="Identifiers in the summary and payload were replaced"
+    )
 
 
 class AuditPageOut(serializers.Serializer):
@@ -123,13 +126,16 @@ class ErrorOut(serializers.Serializer):
 
 def answer_data(answer: Answer, *, redact: bool = False) -> dict[str, Any]:
     """The answer as the API returns it; with `redact`, identifiers in the answer, its
-    sentences and its passages are replaced (the question is the asker's own text)."""
+    sentences, its passages and their documents' names and headings are replaced (the question
+    is the asker's own text)."""
     data = _answer_data(answer)
     if redact:
         data["answer"] = redact_text(data["answer"])
         data["unsupported"] = redact_value(data["unsupported"])
         for c in data["citations"]:
             c["text"] = redact_text(c["text"])
+            c["heading"] = redact_text(c["heading"])
+            c["document"] = redact_text(c["document"], loose=True)
         data["identifiers_redacted"] = True
     return data
 
@@ -180,13 +186,16 @@ def collection_data(collection: Collection, *, can_manage: bool) -> dict[str, An
     }
 
 
-def document_data(document: Document) -> dict[str, Any]:
+def document_data(document: Document, *, redact: bool = False) -> dict[str, Any]:
+    """A document as the API returns it; with `redact`, patient names and identifiers in its
+    name and status message are replaced (hospital file names hold them)."""
+    shown = (lambda text: redact_text(text, loose=True)) if redact else str
     return {
         "id": document.id,
         "collection": document.collection.slug,
-        "name": document.name,
+        "name": shown(document.name),
         "status": document.status,
-        "status_message": document.status_message,
+        "status_message": shown(document.status_message),
         "size": document.size,
         "sha256": document.sha256,
         "pages": document.page_count,

@@ -29,6 +29,7 @@ from audit.views import PERMISSION as REVIEW_PERMISSION
 from ingest import row_security
 from ingest import selectors as ingest_selectors
 from ingest.redaction import must_redact, redact_row
+from ingest.redaction import redact as redact_text
 
 from . import serializers as s
 
@@ -138,7 +139,13 @@ def _stream(
             for event in events:
                 if event["type"] == "passages":
                     passages = [
-                        {"n": n, "document": h.document_name, "page": h.page}
+                        {
+                            "n": n,
+                            "document": redact_text(h.document_name, loose=True)
+                            if redact
+                            else h.document_name,
+                            "page": h.page,
+                        }
                         for n, h in enumerate(event["passages"], start=1)
                     ]
                     yield encode("passages", {"count": len(passages), "passages": passages})
@@ -214,7 +221,8 @@ class CollectionDocumentsView(AttestAPIView):
         documents = ingest_selectors.document_list(collection=collection).select_related(
             "collection"
         )
-        return Response([s.document_data(d) for d in documents])
+        redact = must_redact(request.user)
+        return Response([s.document_data(d, redact=redact) for d in documents])
 
     @extend_schema(
         summary="Upload documents (multipart, field `file`, repeatable)",
@@ -249,7 +257,12 @@ class CollectionDocumentsView(AttestAPIView):
                 user=request.user,
                 meta=RequestMeta.from_request(request),
             )
-            out.append({**s.document_data(document), "duplicate": not created})
+            out.append(
+                {
+                    **s.document_data(document, redact=must_redact(request.user)),
+                    "duplicate": not created,
+                }
+            )
         return Response(out, status=status.HTTP_201_CREATED)
 
 
@@ -262,7 +275,7 @@ class DocumentDetailView(AttestAPIView):
             document = ingest_selectors.document_get(user=request.user, pk=pk)
         except ObjectDoesNotExist as exc:
             raise Http404(f"No document {pk}.") from exc
-        return Response(s.document_data(document))
+        return Response(s.document_data(document, redact=must_redact(request.user)))
 
 
 AUDIT_FILTERS = [
@@ -281,6 +294,16 @@ def _reviewer(request: AuthenticatedRequest) -> None:
         raise Http404("No such endpoint.")
 
 
+def _audit_filters(request: AuthenticatedRequest) -> compliance.AuditFilter:
+    """The request's audit filters; a 400 for a search that looks like an identifier from a
+    reviewer without view_identifiers (compliance.filter_refusal)."""
+    filters = compliance.AuditFilter.from_params(request.query_params)
+    refused = compliance.filter_refusal(filters) if must_redact(request.user) else {}
+    if refused:
+        raise exceptions.ValidationError({name: [why] for name, why in refused.items()})
+    return filters
+
+
 class AuditListView(AttestAPIView):
     @extend_schema(
         operation_id="audit_events_list",
@@ -295,7 +318,7 @@ class AuditListView(AttestAPIView):
     )
     def get(self, request: AuthenticatedRequest) -> Response:
         _reviewer(request)
-        filters = compliance.AuditFilter.from_params(request.query_params)
+        filters = _audit_filters(request)
         try:
             before = int(request.query_params.get("before") or 0) or None
             size = int(request.query_params.get("size") or settings.AUDIT_PAGE_SIZE)
@@ -306,12 +329,10 @@ class AuditListView(AttestAPIView):
         rows, next_before = compliance.audit_page(
             filters=filters, before_id=before, size=min(500, max(1, size))
         )
-        return Response(
-            {
-                "results": [s.audit_data(e, with_payload=False) for e in rows],
-                "next_before": next_before,
-            }
-        )
+        results = [s.audit_data(e, with_payload=False) for e in rows]
+        if must_redact(request.user):
+            results = [redact_row(row) for row in results]
+        return Response({"results": results, "next_before": next_before})
 
 
 class AuditDetailView(AttestAPIView):
@@ -342,7 +363,7 @@ class AuditExportView(AttestAPIView):
         if fmt not in EXPORT_FORMATS:
             raise exceptions.ValidationError({"format": ["Use csv or jsonl."]})
         return export_response(
-            filters=compliance.AuditFilter.from_params(request.query_params),
+            filters=_audit_filters(request),
             fmt=fmt,
             redact=request.query_params.get("redact") in {"1", "true", "on"}
             or must_redact(request.user),

@@ -153,12 +153,24 @@ def answer_detail(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
         else None
     )
     context["thread"] = selectors.conversation(question=question)
-    context["receipt"] = _receipt_state(question.answer)
+    context["receipt"] = _receipt_state(question.answer, hide=must_redact(request.user))
     return render(request, "portal/answer.html", context)
 
 
-def _receipt_state(answer: Answer) -> dict[str, Any]:
-    """For the answer page: a receipt to download, or why there is none (yet)."""
+# Issue 19: the record is what the receipt's payload hash covers, so a redacted copy could not
+# be checked against the receipt; it is offered only to those who may read it whole.
+RECORD_WITHHELD = (
+    "The answer record holds the identifiers this page redacts, and a redacted copy would not "
+    "match the receipt's payload hash, so it is offered only to users who may see identifiers. "
+    "The receipt (hashes only) is yours to keep; a user with that permission, the compliance "
+    "office or the operator (`manage.py audit receipt ID --record FILE`) can produce the record "
+    "that verifies against it."
+)
+
+
+def _receipt_state(answer: Answer, *, hide: bool) -> dict[str, Any]:
+    """For the answer page: a receipt to download, or why there is none (yet); the record
+    beside it unless the entry was erased or the user may not see identifiers (`hide`)."""
     event = selectors.answer_event(answer)
     if event is None:
         return {"ready": False, "reason": "This answer has no audit entry."}
@@ -166,7 +178,12 @@ def _receipt_state(answer: Answer) -> dict[str, Any]:
         receipt = receipts.receipt_for_event(event)
     except receipts.ReceiptUnavailable as exc:
         return {"ready": False, "pending": exc.pending, "reason": exc.reason}
-    return {"ready": True, "receipt": receipt, "has_record": not event.redacted}
+    return {
+        "ready": True,
+        "receipt": receipt,
+        "has_record": not event.redacted and not hide,
+        "record_withheld": hide and not event.redacted,
+    }
 
 
 def _answer_event_or_404(request: AuthenticatedHttpRequest, pk: int) -> AuditEvent:
@@ -190,8 +207,12 @@ def answer_receipt(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
 @login_required
 @require_GET
 def answer_record(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
-    """The exact record the receipt's payload hash covers (for verify_receipt.py --payload)."""
-    return record_response(_answer_event_or_404(request, pk))
+    """The exact record the receipt's payload hash covers (for verify_receipt.py --payload);
+    403 for users without view_identifiers (RECORD_WITHHELD)."""
+    event = _answer_event_or_404(request, pk)
+    if must_redact(request.user):
+        return JsonResponse({"status": "withheld", "reason": RECORD_WITHHELD}, status=403)
+    return record_response(event)
 
 
 @login_required

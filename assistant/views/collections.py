@@ -19,7 +19,7 @@ from django.http import (
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from assistant import actions, selectors, throttle
+from assistant import actions, presenters, selectors, throttle
 from assistant.forms import AskForm, UploadForm
 from audit.append import RequestMeta
 from ingest import selectors as ingest_selectors
@@ -77,20 +77,22 @@ def collection_detail(request: AuthenticatedHttpRequest, slug: str) -> HttpRespo
             )
             _upload_messages(request, outcomes)
             return redirect("portal:collection", slug=collection.slug)
-    documents = list(ingest_selectors.document_list(collection=collection))
+    hide = must_redact(request.user)
+    documents = ingest_selectors.document_list(collection=collection)
+    patients = ingest_selectors.patient_list(collection=collection)
     progress = ingest_selectors.collection_progress(collection=collection)
     return render(
         request,
         "portal/collection.html",
         {
             "collection": collection,
-            "documents": documents,
+            "documents": presenters.document_rows(documents, redact=hide),
             "progress": progress,
             "counts": _count_rows(progress),
             "pending": progress.pending > 0,
             "can_manage": can_manage,
             "can_erase": can_manage and ingest_selectors.user_sees_everything(request.user),
-            "patients": list(ingest_selectors.patient_list(collection=collection)),
+            "patients": presenters.patient_rows(patients, redact=hide),
             "upload_form": upload_form,
             "ask_form": AskForm(initial={"collection": collection.slug}),
         },
@@ -141,6 +143,7 @@ def collection_status(request: AuthenticatedHttpRequest, slug: str) -> JsonRespo
     documents = ingest_selectors.document_list(collection=collection).values(
         "id", "status", "status_message", "page_count", "chunk_count"
     )
+    hide = must_redact(request.user)
     return JsonResponse(
         {
             "total": progress.total,
@@ -153,7 +156,7 @@ def collection_status(request: AuthenticatedHttpRequest, slug: str) -> JsonRespo
                     "id": d["id"],
                     "status": d["status"],
                     "label": d["status"].capitalize(),
-                    "message": d["status_message"],
+                    "message": presenters.name_shown(d["status_message"], redact=hide),
                     "pages": d["page_count"],
                     "chunks": d["chunk_count"],
                 }
@@ -199,26 +202,27 @@ def document_action(request: AuthenticatedHttpRequest, slug: str, pk: int) -> Ht
         raise Http404("No such document")
     action = request.POST.get("action")
     meta = RequestMeta.from_request(request)
+    name = presenters.name_shown(document.name, redact=must_redact(request.user))
     if action == "retry":
         if actions.document_reingest(document=document, user=request.user, meta=meta):
-            messages.success(request, f"{document.name} queued again.")
+            messages.success(request, f"{name} queued again.")
         else:
-            messages.error(request, f"{document.name} cannot be retried: upload it again.")
+            messages.error(request, f"{name} cannot be retried: upload it again.")
     elif action == "cancel":
         if actions.document_cancel(document=document, user=request.user, meta=meta):
-            messages.success(request, f"{document.name} cancelled.")
+            messages.success(request, f"{name} cancelled.")
         else:
-            messages.error(request, f"{document.name} is no longer queued.")
+            messages.error(request, f"{name} is no longer queued.")
     elif action in {"delete", "erase"}:
         try:
             if action == "erase":
                 actions.document_erase(
                     document=document, user=request.user, meta=meta, reason="erased in the portal"
                 )
-                messages.success(request, f"{document.name} erased with its quotes.")
+                messages.success(request, f"{name} erased with its quotes.")
             else:
                 actions.document_delete(document=document, user=request.user, meta=meta)
-                messages.success(request, f"{document.name} deleted with its passages.")
+                messages.success(request, f"{name} deleted with its passages.")
         except PermissionDenied as exc:
             messages.error(request, str(exc))
     else:
@@ -244,21 +248,30 @@ def document_view(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
         if chunk is None
         else (text[: chunk.start], text[chunk.start : chunk.end], text[chunk.end :])
     )
-    if must_redact(request.user):
+    heading = chunk.heading if chunk is not None else ""
+    hide = must_redact(request.user)
+    if hide:
         before, passage, after = redact(before), redact(passage), redact(after)
+        heading = redact(heading)
+    attachments = document.attachments.defer("text").order_by("name")
     return render(
         request,
         "portal/document.html",
         {
             "document": document,
+            "name": presenters.name_shown(document.name, redact=hide),
+            "parent_name": presenters.name_shown(document.parent.name, redact=hide)
+            if document.parent
+            else "",
             "chunk": chunk,
+            "heading": heading,
             "before": before,
             "passage": passage,
             "after": after,
             "may_download": ingest_selectors.document_may_download(
                 user=request.user, document=document
             ),
-            "attachments": document.attachments.defer("text").order_by("name"),
+            "attachments": [(a, presenters.name_shown(a.name, redact=hide)) for a in attachments],
         },
     )
 
