@@ -174,8 +174,11 @@ def ttft(client: Any, pairs: int) -> dict[str, Any]:
     with_opening: list[float] = []
     without: list[float] = []
     ask(client, None)  # warm: the model's first prompt, the embedder, the connection
-    for _ in range(pairs):
-        for variant, sink in (("with", with_opening), ("without", without)):
+    for n in range(pairs):
+        # Each pair in turn starts with one variant or the other, so that neither always
+        # follows the other.
+        order = [("with", with_opening), ("without", without)]
+        for variant, sink in order if n % 2 == 0 else order[::-1]:
             if opening is not None:
                 services.question_open = timed_open if variant == "with" else skipped_open
             elif variant == "with":
@@ -198,6 +201,10 @@ def ttft(client: Any, pairs: int) -> dict[str, Any]:
         "pairs": pairs,
         "with_opening_ms": ms(with_opening),
         "without_opening_ms": ms(without),
+        # Within each pair (the same minute of the machine's load): with minus without.
+        "paired_difference_ms": ms([a - b for a, b in zip(with_opening, without, strict=False)])
+        if with_opening
+        else {},
         "opening_append_ms": ms(appends),
     }
 
