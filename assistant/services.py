@@ -1,6 +1,10 @@
 """Answering a question, in the order it happens: scope (the patients or documents the
 question names), retrieve, refuse without evidence, answer (the model, streamed, or the
-extractive answer), check the answer against its passages, store it with its audit entry."""
+extractive answer), check the answer against its passages, store it with its audit entry.
+
+A streamed answer is shown as a draft before it is checked and stored: an audit entry is
+committed before its first token, and an answer that cannot be stored is withdrawn, never
+given (storage.py, issue 19)."""
 
 from __future__ import annotations
 
@@ -14,7 +18,7 @@ from . import grounding, patient_answers, patients, prompt
 from .llm import GenerationError, get_llm
 from .prompt import Passage, Turn
 from .retrieval import answerable, evidence, is_relevant, retrieve
-from .storage import Draft, answer_store
+from .storage import Draft, answer_store, answer_withdraw, question_open, streamed_record
 
 if TYPE_CHECKING:
     from collections.abc import Generator, Iterator
@@ -31,6 +35,20 @@ if TYPE_CHECKING:
     from .patients import PatientScope
 
 logger = logging.getLogger(__name__)
+
+DRAFT_NOTICE = (
+    "Draft: the model is still writing. This text is not an answer until it has been checked "
+    "against the passages; the checked answer may replace it."
+)
+WITHDRAWN = (
+    "Answer withdrawn: it could not be recorded in the audit trail, so it is not given. "
+    "Disregard the draft that was shown, and ask again later."
+)
+NOT_RECORDED = "No answer: the question could not be recorded in the audit trail. Ask again later."
+
+
+class AnswerNotRecorded(Exception):
+    """The answer could not be stored with its audit entry, so it was not given."""
 
 
 def refusal_text(collection: Collection) -> str:
@@ -52,10 +70,18 @@ def question_ask(
     """
     answer: Answer | None = None
     for event in question_ask_stream(
-        user=user, collection=collection, question=question, k=k, meta=meta, follows=follows
+        user=user,
+        collection=collection,
+        question=question,
+        k=k,
+        meta=meta,
+        follows=follows,
+        stream_tokens=False,  # nothing is shown before the stored answer
     ):
         if event["type"] == "done":
             answer = event["answer"]
+        elif event["type"] == "withdrawn":
+            raise AnswerNotRecorded(event["message"]) from event["error"]
     assert answer is not None
     return answer
 
@@ -68,9 +94,16 @@ def question_ask_stream(
     k: int,
     meta: RequestMeta | None = None,
     follows: Question | None = None,
+    stream_tokens: bool = True,
 ) -> Generator[dict[str, Any], None, None]:
-    """The same as question_ask, as events: `passages`, then `token`s while the model writes,
-    then `done` with the stored Answer (after grounding checks and any fallback).
+    """The same as question_ask, as events: `passages`; with `stream_tokens`, while the model
+    writes, `draft` (a notice that what follows is unchecked) and its `token`s; then `done`
+    with the stored Answer (after grounding checks and any fallback) and what became of the
+    draft, or `withdrawn` (a message) when the answer could not be stored, so is not given.
+
+    Before the first token the `question.asked` entry is committed, and the answer's entry
+    records the tokens sent (storage.py). Pass `stream_tokens=False` when they would not be
+    shown (a redacted user): then nothing is shown before the stored answer.
 
     Closing the generator early (the user pressed stop, or the connection dropped) stores and
     audits the partial answer marked as stopped.
@@ -123,7 +156,7 @@ def question_ask_stream(
     ]
     yield {"type": "passages", "passages": relevant}
 
-    draft = Draft(evidence=found)
+    draft = Draft(evidence=found, show_tokens=stream_tokens)
     llm = get_llm()
     draft.patient_scope = [p.patient_id for p in scope.patients]
     if scope.patient is not None:
@@ -155,24 +188,68 @@ def question_ask_stream(
             quote_record = scope.patient is not None and settings.PATIENT_ANSWERS == "quote"
             if llm is not None and not quote_record:
                 draft.backend, draft.model = llm.backend, llm.model
+                if draft.show_tokens:
+                    # Committed before the model is asked, so before any token is shown.
+                    question_open(
+                        draft,
+                        user=user,
+                        collection=collection,
+                        question=question,
+                        k=k,
+                        meta=meta,
+                        follows=follows,
+                        relevant=relevant,
+                        passages=passages,
+                    )
                 yield from _stream_model(llm, draft, question, passages, history)
             _finish(draft, collection=collection, question=search_text, passages=passages)
         if scope.patient is not None:
             _for_the_patient(draft, scope.patient, relevant, passages)
+        answer = answer_store(
+            draft, user, collection, question, k, meta, follows, relevant, passages, started
+        )
     except GeneratorExit:
         draft.stopped = True
         draft.text = "".join(draft.streamed).strip()
         if passages:
             draft.text, draft.cited = grounding.attribute(draft.text, passages)
         draft.fallback_reason = "Stopped by the user before the answer was complete."
-        answer_store(
-            draft, user, collection, question, k, meta, follows, relevant, passages, started
-        )
+        try:
+            answer_store(
+                draft, user, collection, question, k, meta, follows, relevant, passages, started
+            )
+        except Exception as exc:
+            logger.exception("the stopped answer to %r could not be stored", question)
+            answer_withdraw(
+                draft,
+                user=user,
+                collection=collection,
+                question=question,
+                meta=meta,
+                relevant=relevant,
+                passages=passages,
+                error=exc,
+            )
         raise
-    answer = answer_store(
-        draft, user, collection, question, k, meta, follows, relevant, passages, started
-    )
-    yield {"type": "done", "answer": answer}
+    except Exception as exc:
+        # Not stored with its audit entry, so not given: what the user saw stays a draft.
+        logger.exception("the answer to %r could not be stored; withdrawn", question)
+        answer_withdraw(
+            draft,
+            user=user,
+            collection=collection,
+            question=question,
+            meta=meta,
+            relevant=relevant,
+            passages=passages,
+            error=exc,
+        )
+        message = WITHDRAWN if draft.shown else NOT_RECORDED
+        yield {"type": "withdrawn", "message": message, "error": exc}
+        return
+    streamed = streamed_record(draft)
+    outcome = {key: value for key, value in streamed.items() if key != "text"} if streamed else None
+    yield {"type": "done", "answer": answer, "draft": outcome}
 
 
 def _for_the_patient(
@@ -231,17 +308,26 @@ def _patient_topic(
 def _stream_model(
     llm: LLM, draft: Draft, question: str, passages: list[Passage], history: list[Turn]
 ) -> Iterator[dict[str, Any]]:
-    """Forward the model's tokens; hold back a possible NOT_IN_DOCUMENTS marker."""
+    """Forward the model's tokens when they are shown (draft.show_tokens), after a notice
+    that they are a draft, each kept in draft.shown as it is sent; hold back a possible
+    NOT_IN_DOCUMENTS marker."""
     marker = prompt.NOT_IN_DOCUMENTS
     pending: str | None = ""
     try:
         for delta in llm.stream(question=question, passages=passages, history=history):
             draft.streamed.append(delta)
+            if not draft.show_tokens:
+                continue
             if pending is not None:
                 pending += delta
                 if marker.startswith(pending.strip()) and len(pending.strip()) < len(marker):
                     continue  # could still be the refusal marker: do not show it yet
                 delta, pending = pending, None
+            if not draft.shown:
+                yield {"type": "draft", "notice": DRAFT_NOTICE}
+            # Kept before it is handed on: the audit may hold a token the connection then
+            # failed to deliver, but never misses one that was delivered.
+            draft.shown.append(delta)
             yield {"type": "token", "text": delta}
     except GenerationError as exc:
         logger.warning("generation failed: %s", exc)

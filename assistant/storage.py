@@ -1,15 +1,24 @@
 """Storing an answer: the question, the answer, its citations and its audit entry, in one
-transaction, so that no answer exists without the entry that records it."""
+transaction, so that no answer exists without the entry that records it.
+
+A streamed answer is shown while the model writes, before it is checked and stored; so before
+its first token `question_open` commits a `question.asked` entry (the question, the passages,
+the user), and the answer's entry closes it: it names that entry and holds the text that was
+streamed beside the final answer. When the answer cannot be stored, `answer_withdraw` closes
+it as `question.withdrawn` if the database lets it (issue 19)."""
 
 from __future__ import annotations
 
 import hashlib
+import logging
 import time
+from contextlib import suppress
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from django import db
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 
 from audit.append import audit_record
 from audit.models import AuditEvent
@@ -69,6 +78,151 @@ class Draft:
     extractive_question: str = ""
     evidence: Evidence | None = None  # the refusal gate's signals, kept in the audit entry
     withheld: str = ""  # why the answer was withheld (a patient answer citing another patient)
+    # Whether the model's tokens are sent to the user as they come (a streamed ask of a user
+    # who sees identifiers unredacted), and exactly what was sent: the draft, unchecked.
+    show_tokens: bool = False
+    shown: list[str] = field(default_factory=list)
+    opening: AuditEvent | None = None  # the question.asked entry committed before them
+
+
+logger = logging.getLogger(__name__)
+
+MODEL_REFUSED = "The model answered that the documents do not say; the refusal was shown instead."
+
+
+def streamed_record(draft: Draft) -> dict[str, Any] | None:
+    """What the user was shown while the model wrote, beside the answer they were given: the
+    exact text sent, whether the checked answer replaced it (and why), or kept it with its
+    citations or heading changed. None when nothing was shown before the answer."""
+    if not draft.shown:
+        return None
+    text = "".join(draft.shown)
+    # The model's answer gave way to the extractive answer, a refusal, or a withheld notice.
+    replaced = draft.refused or draft.backend == "extractive"
+    edited = not replaced and draft.text != text.strip()
+    reason = ""
+    if replaced:
+        reason = draft.withheld or draft.fallback_reason or MODEL_REFUSED
+    elif draft.stopped:
+        reason = draft.fallback_reason
+    elif edited:
+        reason = "The checks kept the model's answer and changed only its citations or heading"
+        if draft.removed_citations:
+            removed = ", ".join(f"[{n}]" for n in draft.removed_citations)
+            reason += f" (removed {removed}, which name no passage)"
+        reason += "."
+    return {"text": text, "replaced": replaced, "edited": edited, "reason": reason}
+
+
+def _opening_ref(draft: Draft) -> dict[str, Any] | None:
+    if draft.opening is None:
+        return None
+    return {"id": draft.opening.pk, "payload_hash": draft.opening.payload_hash}
+
+
+def question_open(
+    draft: Draft,
+    *,
+    user: User | None,
+    collection: Collection,
+    question: str,
+    k: int,
+    meta: RequestMeta | None,
+    follows: Question | None,
+    relevant: list[ChunkHit],
+    passages: list[Passage],
+) -> AuditEvent:
+    """Commit the `question.asked` entry before any token is shown: who asked what, of which
+    collection, and every passage given to the model (as in the answer's entry, without the
+    `cited` flag no one knows yet). Appended on its own, so it is committed when this returns
+    (when the caller holds no transaction: the streaming views hold none)."""
+    draft.opening = audit_record(
+        event_type=AuditEvent.Type.QUESTION_ASKED,
+        actor=user,
+        meta=meta,
+        collection_id=collection.id,
+        summary=question,
+        payload={
+            "question": question,
+            "follows_question_id": follows.id if follows else None,
+            "collection": {"id": collection.id, "slug": collection.slug},
+            "backend": draft.backend,
+            "model": draft.model,
+            "prompt_version": prompt.PROMPT_VERSION,
+            "parameters": generation_parameters(k=k),
+            "patient_ids": sorted({h.patient_id for h in relevant if h.patient_id}),
+            "patients_named": draft.patient_scope,
+            "passages": [
+                {
+                    "n": p.n,
+                    "chunk_id": h.chunk_id,
+                    "document_id": h.document_id,
+                    "document": h.document_name,
+                    "document_sha256": h.document_sha256,
+                    "page": h.page,
+                    "heading": h.heading[:500],
+                    "start": h.start,
+                    "end": h.end,
+                    "score": h.score,
+                    "similarity": h.similarity,
+                    "text_rank": h.text_rank,
+                    "text": h.text,
+                    "text_sha256": hashlib.sha256(h.text.encode("utf-8")).hexdigest(),
+                    "patient_id": h.patient_id,
+                    "sources": list(h.sources),
+                }
+                for p, h in zip(passages, relevant, strict=True)
+            ],
+        },
+    )
+    return draft.opening
+
+
+def answer_withdraw(
+    draft: Draft,
+    *,
+    user: User | None,
+    collection: Collection,
+    question: str,
+    meta: RequestMeta | None,
+    relevant: list[ChunkHit],
+    passages: list[Passage],
+    error: BaseException,
+) -> AuditEvent | None:
+    """The answer could not be stored, so it is not given: close the opening entry with a
+    `question.withdrawn` entry holding what was shown, on a new session (the old one is
+    likely what failed). Best effort: with the database still gone this records nothing and
+    returns None, and the opening entry alone says a draft was shown and never answered.
+
+    Inside a transaction the caller owns (tests), the session is not replaced."""
+    if not connection.in_atomic_block:
+        with suppress(db.Error):
+            connection.close()
+    try:
+        return audit_record(
+            event_type=AuditEvent.Type.QUESTION_WITHDRAWN,
+            actor=user,
+            meta=meta,
+            collection_id=collection.id,
+            flagged=True,
+            summary=question,
+            payload={
+                "opening": _opening_ref(draft),
+                "question": question,
+                "collection": {"id": collection.id, "slug": collection.slug},
+                "stopped": draft.stopped,
+                "streamed": streamed_record(draft),
+                "error": f"{type(error).__name__}: {error}"[:500],
+                # Erasing a document finds this entry by them (audit/erasure.py).
+                "passages": [
+                    {"n": p.n, "chunk_id": h.chunk_id, "document_id": h.document_id}
+                    for p, h in zip(passages, relevant, strict=True)
+                ],
+            },
+        )
+    except Exception:
+        logger.exception("the withdrawal of an answer to %r could not be recorded", question)
+        return None
 
 
 def answer_store(
@@ -89,6 +243,7 @@ def answer_store(
             draft.text, passages, threshold=settings.SUPPORT_THRESHOLD
         )
     latency_ms = int((time.monotonic() - started) * 1000)
+    streamed = streamed_record(draft)
     with transaction.atomic():
         q = Question.objects.create(
             user=user if user is not None and user.is_authenticated else None,
@@ -154,7 +309,9 @@ def answer_store(
             flagged=draft.refused
             or bool(unsupported)
             or bool(draft.removed_citations)
-            or bool(draft.withheld),
+            or bool(draft.withheld)
+            # The user watched a draft that is not the answer they were given.
+            or bool(streamed and streamed["replaced"]),
             summary=question,
             payload={
                 "question_id": q.id,
@@ -171,6 +328,10 @@ def answer_store(
                 "parameters": generation_parameters(k=k),
                 "fallback_reason": draft.fallback_reason,
                 "withheld": draft.withheld,
+                # The question.asked entry committed before the first token, and the text
+                # streamed to the user beside the answer (None when nothing was streamed).
+                "opening": _opening_ref(draft),
+                "streamed": streamed,
                 "unsupported_sentences": unsupported,
                 "removed_citations": draft.removed_citations,
                 "latency_ms": latency_ms,

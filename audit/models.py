@@ -25,8 +25,12 @@ class AuditEvent(models.Model):
     """
 
     class Type(models.TextChoices):
+        # Committed before a streamed answer's first token is shown; the answer's entry (or a
+        # withdrawal, when the answer could not be stored) names it (issue 19).
+        QUESTION_ASKED = "question.asked", "Question asked (answer streaming)"
         QUESTION_ANSWERED = "question.answered", "Question answered"
         QUESTION_REFUSED = "question.refused", "Question refused"
+        QUESTION_WITHDRAWN = "question.withdrawn", "Answer withdrawn (could not be recorded)"
         MODEL_FAILED = "model.failed", "Model failed"
         FEEDBACK = "answer.feedback", "Answer feedback"
         LOGIN = "auth.login", "Signed in"

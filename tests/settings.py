@@ -34,12 +34,15 @@ for _name in (
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
 
+# The embedded server's handle: the fault tests stop and restart it (tests/faults.py); None
+# with a server of your own, which they leave alone.
+EMBEDDED_POSTGRES = None
 if os.environ.get("TEST_DATABASE_URL"):
     os.environ["DATABASE_URL"] = os.environ["TEST_DATABASE_URL"]
 else:
-    _pg = embedded.start_postgres(_ROOT / "pg")
-    os.environ["DATABASE_URL"] = _pg.get_uri()
-    atexit.register(_pg.cleanup)
+    EMBEDDED_POSTGRES = embedded.start_postgres(_ROOT / "pg")
+    os.environ["DATABASE_URL"] = EMBEDDED_POSTGRES.get_uri()
+    atexit.register(EMBEDDED_POSTGRES.cleanup)
 
 if os.environ.get("TEST_REDIS_URL"):
     os.environ["REDIS_URL"] = os.environ["TEST_REDIS_URL"]

@@ -85,9 +85,13 @@ class AskView(AttestAPIView):
         description=(
             "Retrieves passages, answers with citations, stores and audits the answer. "
             'With `"stream": "sse"` the reply is `text/event-stream` (events `passages`, '
-            '`token`, `done`); with `"stream": "ndjson"` it is `application/x-ndjson`, one '
-            "JSON object per line with an `event` field. Closing the connection stops the "
-            "answer (it is stored and audited as stopped)."
+            '`draft`, `token`, then `done` or `withdrawn`); with `"stream": "ndjson"` '
+            "it is `application/x-ndjson`, one JSON object per line with an `event` field. "
+            "Tokens are an unchecked draft (`draft: true`; the `draft` event before them "
+            "says so): `done` carries the checked answer and whether it replaced the draft, "
+            "and `withdrawn` ends a stream whose answer could not be recorded in the audit "
+            "trail, so was not given. Closing the connection stops the answer (it is stored "
+            "and audited as stopped)."
         ),
         request=s.AskRequest,
         responses={200: s.AnswerOut, **ERRORS},
@@ -119,10 +123,12 @@ class AskView(AttestAPIView):
         if not data["stream"]:
             answer = services.question_ask(**kwargs)
             return Response(s.answer_data(answer, redact=must_redact(request.user)))
+        redact = must_redact(request.user)
         return _stream(
-            services.question_ask_stream(**kwargs),
+            # No tokens for redacted users: see views.ask_stream.
+            services.question_ask_stream(**kwargs, stream_tokens=not redact),
             data["stream"],
-            redact=must_redact(request.user),
+            redact=redact,
         )
 
 
@@ -149,10 +155,15 @@ def _stream(
                         for n, h in enumerate(event["passages"], start=1)
                     ]
                     yield encode("passages", {"count": len(passages), "passages": passages})
-                elif event["type"] == "token" and not redact:  # see views.ask_stream
-                    yield encode("token", {"text": event["text"]})
+                elif event["type"] == "draft":
+                    yield encode("draft", {"notice": event["notice"]})
+                elif event["type"] == "token":
+                    yield encode("token", {"text": event["text"], "draft": True})
+                elif event["type"] == "withdrawn":
+                    yield encode("withdrawn", {"message": event["message"]})
                 elif event["type"] == "done":
-                    yield encode("done", s.answer_data(event["answer"], redact=redact))
+                    body = s.answer_data(event["answer"], redact=redact)
+                    yield encode("done", {**body, "draft": event["draft"]})
         finally:
             events.close()
 

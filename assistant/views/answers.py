@@ -91,15 +91,17 @@ def _sse(event: str, data: dict[str, Any]) -> bytes:
 @login_required
 @require_POST
 def ask_stream(request: AuthenticatedHttpRequest) -> JsonResponse | StreamingHttpResponse:
-    """Ask with server-sent events: passages, then tokens as the model writes, then the
-    checked answer as HTML. Closing the connection stops generation (the partial answer is
-    kept and audited as stopped)."""
+    """Ask with server-sent events: passages, then (a notice that it is a draft) tokens as the
+    model writes, then the checked answer as HTML, or the withdrawal of an answer that could
+    not be recorded. Closing the connection stops generation (the partial answer is kept and
+    audited as stopped)."""
     if not _ask_allowed(request):
         return JsonResponse({"error": "You are asking too quickly; wait a minute."}, status=429)
     form = AskForm(request.POST)
     if not form.is_valid():
         return JsonResponse({"error": "Type a question first."}, status=400)
     collection = collection_or_404(request, form.cleaned_data["collection"])
+    redact = must_redact(request.user)
     events = services.question_ask_stream(
         user=request.user,
         collection=collection,
@@ -107,19 +109,22 @@ def ask_stream(request: AuthenticatedHttpRequest) -> JsonResponse | StreamingHtt
         k=selectors.default_k(),
         meta=RequestMeta.from_request(request),
         follows=_follows(request, form, collection),
+        # Redacted users get the checked answer at once: a token stream could split an
+        # identifier across events.
+        stream_tokens=not redact,
     )
-
-    redact = must_redact(request.user)
 
     def stream() -> Iterator[bytes]:
         try:
             for event in events:
                 if event["type"] == "passages":
                     yield _sse("passages", {"count": len(event["passages"])})
-                elif event["type"] == "token" and not redact:
-                    # Redacted users get the checked answer at once: a token stream could
-                    # split an identifier across events.
-                    yield _sse("token", {"text": event["text"]})
+                elif event["type"] == "draft":
+                    yield _sse("draft", {"notice": event["notice"]})
+                elif event["type"] == "token":
+                    yield _sse("token", {"text": event["text"], "draft": True})
+                elif event["type"] == "withdrawn":
+                    yield _sse("withdrawn", {"message": event["message"]})
                 elif event["type"] == "done":
                     answer = event["answer"]
                     html = render_to_string(
@@ -129,7 +134,13 @@ def ask_stream(request: AuthenticatedHttpRequest) -> JsonResponse | StreamingHtt
                     )
                     url = reverse("portal:answer", args=[answer.question_id])
                     yield _sse(
-                        "done", {"html": html, "url": url, "question_id": answer.question_id}
+                        "done",
+                        {
+                            "html": html,
+                            "url": url,
+                            "question_id": answer.question_id,
+                            "draft": event["draft"],
+                        },
                     )
         finally:
             events.close()
