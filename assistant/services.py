@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 from django.conf import settings
 
 from . import grounding, patient_answers, patients, prompt
-from .llm import GenerationError, get_llm
+from .llm import GenerationError, Outcome, get_llm
 from .prompt import Passage, Turn
 from .retrieval import answerable, evidence, is_relevant, retrieve
 from .storage import Draft, answer_store
@@ -155,7 +155,7 @@ def question_ask_stream(
             quote_record = scope.patient is not None and settings.PATIENT_ANSWERS == "quote"
             if llm is not None and not quote_record:
                 draft.backend, draft.model = llm.backend, llm.model
-                yield from _stream_model(llm, draft, question, passages, history)
+                yield from _stream_model(llm, draft, question, passages, relevant, history)
             _finish(draft, collection=collection, question=search_text, passages=passages)
         if scope.patient is not None:
             _for_the_patient(draft, scope.patient, relevant, passages)
@@ -229,14 +229,63 @@ def _patient_topic(
 
 
 def _stream_model(
-    llm: LLM, draft: Draft, question: str, passages: list[Passage], history: list[Turn]
+    llm: LLM,
+    draft: Draft,
+    question: str,
+    passages: list[Passage],
+    relevant: list[ChunkHit],
+    history: list[Turn],
 ) -> Iterator[dict[str, Any]]:
-    """Forward the model's tokens; hold back a possible NOT_IN_DOCUMENTS marker."""
+    """Forward the model's answer tokens, never its reasoning; hold back a possible
+    NOT_IN_DOCUMENTS marker.
+
+    The prompt is first fitted into the model's window: passages that do not fit are removed
+    from `passages` and `relevant` (lowest-ranked first) and recorded in the draft. While a
+    reasoning model thinks, a `thinking` event says so; `thought` gives how long when the answer
+    starts; `reset` takes back text shown before it turned out to be reasoning."""
     marker = prompt.NOT_IN_DOCUMENTS
     pending: str | None = ""
+    outcome = draft.outcome = Outcome()
+    started = time.monotonic()
+    thinking_since: float | None = None
     try:
-        for delta in llm.stream(question=question, passages=passages, history=history):
-            draft.streamed.append(delta)
+        request = llm.prepare(question=question, passages=passages, history=history)
+    except GenerationError as exc:
+        logger.warning("prompt does not fit: %s", exc)
+        draft.model_error = str(exc)
+        draft.fallback_reason = f"The prompt does not fit the model ({exc}); showing an "
+        draft.fallback_reason += "extractive answer."
+        draft.backend = "extractive"
+        return
+    draft.fit = request.fit
+    draft.dropped = [
+        {"n": p.n, "chunk_id": h.chunk_id, "document": h.document_name, "score": h.score}
+        for p, h in zip(passages, relevant, strict=True)
+        if p.n in request.fit.dropped
+    ]
+    del passages[request.fit.kept :], relevant[request.fit.kept :]
+    try:
+        for piece in llm.stream(request, outcome):
+            now = time.monotonic()
+            draft.first_token_ms = draft.first_token_ms or int((now - started) * 1000) or 1
+            if piece.kind == "retract":  # the text shown so far was the model's thinking
+                draft.streamed.clear()
+                pending = ""
+                thinking_since = thinking_since or started
+                yield {"type": "reset"}
+                continue
+            if piece.kind == "reasoning":
+                draft.reasoning.append(piece.text)
+                if thinking_since is None:
+                    thinking_since = now
+                    yield {"type": "thinking"}
+                continue
+            if thinking_since is not None and draft.reasoning_seconds is None:
+                draft.reasoning_seconds = round(now - thinking_since, 2)
+                yield {"type": "thought", "seconds": draft.reasoning_seconds}
+            draft.answer_start_ms = draft.answer_start_ms or int((now - started) * 1000) or 1
+            draft.streamed.append(piece.text)
+            delta: str = piece.text
             if pending is not None:
                 pending += delta
                 if marker.startswith(pending.strip()) and len(pending.strip()) < len(marker):
@@ -249,7 +298,20 @@ def _stream_model(
         draft.fallback_reason = f"The model server failed ({exc}); showing an extractive answer."
         draft.backend = "extractive"
         return
+    finally:
+        if thinking_since is not None and draft.reasoning_seconds is None:
+            draft.reasoning_seconds = round(time.monotonic() - thinking_since, 2)
     draft.text = "".join(draft.streamed).strip()
+    if not draft.text and "".join(draft.reasoning).strip():
+        # A reasoning model that thought until its budget ran out, or stopped without answering.
+        draft.fallback_reason = (
+            f"The model used all {request.fit.max_tokens} tokens it may write (LLM_MAX_TOKENS) "
+            "thinking and wrote no answer; showing an extractive answer."
+            if outcome.finish_reason == "length"
+            else "The model reasoned but wrote no answer; showing an extractive answer."
+        )
+        draft.backend = "extractive"
+        return
     if draft.text.strip().strip(".") == marker:
         draft.refused = True
 

@@ -15,7 +15,9 @@ from audit.append import audit_record
 from audit.models import AuditEvent
 
 from . import grounding, prompt
+from .llm import max_tokens, stop_sequences
 from .models import Answer, Citation, Question
+from .reasoning import thinking_mode
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import User
@@ -24,6 +26,8 @@ if TYPE_CHECKING:
     from ingest.models import Collection
     from ingest.selectors import ChunkHit
 
+    from .fitting import Fit
+    from .llm import Outcome
     from .prompt import Passage
     from .retrieval import Evidence
 
@@ -35,7 +39,11 @@ def generation_parameters(*, k: int) -> dict[str, Any]:
         "llm_backend": settings.LLM_BACKEND,
         "llm_model": settings.LLM_MODEL,
         "temperature": settings.LLM_TEMPERATURE,
-        "max_tokens": settings.LLM_MAX_TOKENS,
+        "max_tokens": max_tokens(settings.LLM_MODEL),
+        "context_tokens_setting": settings.LLM_CONTEXT_TOKENS,
+        "thinking": thinking_mode(settings.LLM_THINKING, settings.LLM_MODEL),
+        "system_role": settings.LLM_SYSTEM_ROLE,
+        "stop": stop_sequences(settings.LLM_BACKEND),
         "retrieval_candidates": settings.RETRIEVAL_CANDIDATES,
         "retrieval_rrf_k": settings.RETRIEVAL_RRF_K,
         "retrieval_min_similarity": settings.RETRIEVAL_MIN_SIMILARITY,
@@ -69,6 +77,15 @@ class Draft:
     extractive_question: str = ""
     evidence: Evidence | None = None  # the refusal gate's signals, kept in the audit entry
     withheld: str = ""  # why the answer was withheld (a patient answer citing another patient)
+    # A model call: how the prompt was fitted, what the server said, the model's reasoning
+    # (never part of `text`), and when its first token and its answer's first token came.
+    outcome: Outcome | None = None
+    fit: Fit | None = None
+    dropped: list[dict[str, object]] = field(default_factory=list)
+    reasoning: list[str] = field(default_factory=list)
+    reasoning_seconds: float | None = None
+    first_token_ms: int = 0
+    answer_start_ms: int = 0
 
 
 def answer_store(
@@ -174,6 +191,9 @@ def answer_store(
                 "unsupported_sentences": unsupported,
                 "removed_citations": draft.removed_citations,
                 "latency_ms": latency_ms,
+                "model_call": _model_call(draft),
+                # The model's thinking, kept apart from the answer it led to.
+                "reasoning": _reasoning(draft),
                 "evidence": (
                     {k: round(v, 4) for k, v in asdict(draft.evidence).items()}
                     if draft.evidence
@@ -209,3 +229,37 @@ def answer_store(
         # The receipt's leaf: found by key, not by searching a million payloads.
         answer.save(update_fields=["audit_event"])
     return answer
+
+
+def _model_call(draft: Draft) -> dict[str, Any] | None:
+    """What the server was sent and said: the prompt's fit into the window (passages dropped),
+    how the instructions went, the model's exact name and revision as the server reports them,
+    why it stopped, and when its first token and its answer's first token arrived."""
+    if draft.outcome is None:
+        return None
+    outcome = draft.outcome
+    return {
+        **(draft.fit.as_dict() if draft.fit is not None else {}),
+        "dropped_passages": draft.dropped,
+        "instructions_as": outcome.system_as,
+        "model_reported": outcome.model,
+        "served_model": outcome.served,
+        "system_fingerprint": outcome.system_fingerprint,
+        "finish_reason": outcome.finish_reason,
+        "first_token_ms": draft.first_token_ms or None,
+        "answer_start_ms": draft.answer_start_ms or None,
+    }
+
+
+def _reasoning(draft: Draft) -> dict[str, Any] | None:
+    if not draft.reasoning:
+        return None
+    text = "".join(draft.reasoning).strip()
+    record: dict[str, Any] = {
+        "chars": len(text),
+        "seconds": draft.reasoning_seconds,
+        "sha256": hashlib.sha256(text.encode("utf-8")).hexdigest(),
+    }
+    if settings.AUDIT_MODEL_REASONING:
+        record["text"] = text
+    return record
