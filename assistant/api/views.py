@@ -84,7 +84,9 @@ class AskView(AttestAPIView):
         description=(
             "Retrieves passages, answers with citations, stores and audits the answer. "
             'With `"stream": "sse"` the reply is `text/event-stream` (events `passages`, '
-            '`token`, `done`); with `"stream": "ndjson"` it is `application/x-ndjson`, one '
+            "`token`, `done`; a reasoning model adds `thinking`, then `thought` with the "
+            "seconds it thought, and `reset` when text already sent was its thinking); with "
+            '`"stream": "ndjson"` it is `application/x-ndjson`, one '
             "JSON object per line with an `event` field. Closing the connection stops the "
             "answer (it is stored and audited as stopped)."
         ),
@@ -144,6 +146,8 @@ def _stream(
                     yield encode("passages", {"count": len(passages), "passages": passages})
                 elif event["type"] == "token" and not redact:  # see views.ask_stream
                     yield encode("token", {"text": event["text"]})
+                elif event["type"] in {"thinking", "thought", "reset"}:
+                    yield encode(event["type"], {"seconds": event.get("seconds")})
                 elif event["type"] == "done":
                     yield encode("done", s.answer_data(event["answer"], redact=redact))
         finally:

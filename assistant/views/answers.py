@@ -91,8 +91,9 @@ def _sse(event: str, data: dict[str, Any]) -> bytes:
 @login_required
 @require_POST
 def ask_stream(request: AuthenticatedHttpRequest) -> JsonResponse | StreamingHttpResponse:
-    """Ask with server-sent events: passages, then tokens as the model writes, then the
-    checked answer as HTML. Closing the connection stops generation (the partial answer is
+    """Ask with server-sent events: passages, then tokens as the model writes (`thinking` and
+    `thought` while a reasoning model thinks; `reset` takes back text that was its thinking),
+    then the checked answer as HTML. Closing the connection stops generation (the partial answer is
     kept and audited as stopped)."""
     if not _ask_allowed(request):
         return JsonResponse({"error": "You are asking too quickly; wait a minute."}, status=429)
@@ -120,6 +121,9 @@ def ask_stream(request: AuthenticatedHttpRequest) -> JsonResponse | StreamingHtt
                     # Redacted users get the checked answer at once: a token stream could
                     # split an identifier across events.
                     yield _sse("token", {"text": event["text"]})
+                elif event["type"] in {"thinking", "thought", "reset"}:
+                    # A reasoning model: that it thinks and for how long, never what it thinks.
+                    yield _sse(event["type"], {"seconds": event.get("seconds")})
                 elif event["type"] == "done":
                     answer = event["answer"]
                     html = render_to_string(

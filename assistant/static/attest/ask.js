@@ -26,6 +26,7 @@
     var stop = form.querySelector("#stop-button");
     var controller = new AbortController();
     var tokens = 0;
+    var thinkingTimer = null;
     panel.hidden = false;
     panel.dataset.state = "running";
     panel.dataset.tokens = "0";
@@ -36,7 +37,31 @@
     stop.focus();
     stop.onclick = function () { controller.abort(); };
 
+    // A reasoning model thinks before it answers: say so, and for how long; its thinking
+    // itself is never sent.
+    function thinking() {
+      if (thinkingTimer) return;
+      var since = Date.now();
+      panel.dataset.thinking = "running";
+      status.textContent = "The model is thinking…";
+      thinkingTimer = window.setInterval(function () {
+        status.textContent = "The model is thinking… " + Math.round((Date.now() - since) / 1000) + " s";
+      }, 1000);
+    }
+
+    function thought(seconds) {
+      if (thinkingTimer) window.clearInterval(thinkingTimer);
+      thinkingTimer = null;
+      panel.dataset.thinking = "done";
+      if (seconds !== null && seconds !== undefined) {
+        panel.dataset.thoughtSeconds = String(seconds);
+        status.textContent = "The model thought for " + seconds.toFixed(1) + " s; answering…";
+      }
+    }
+
     function finish(state, message) {
+      if (thinkingTimer) window.clearInterval(thinkingTimer);
+      thinkingTimer = null;
       panel.dataset.state = state;
       ask.disabled = false;
       stop.hidden = true;
@@ -60,6 +85,15 @@
           buffer = parseEvents(buffer + decoder.decode(chunk.value, { stream: true }), function (name, data) {
             if (name === "passages") {
               status.textContent = data.count ? "Found " + data.count + " passage(s); answering…" : "No passage matches; answering…";
+            } else if (name === "thinking") {
+              thinking();
+            } else if (name === "thought") {
+              thought(data.seconds);
+            } else if (name === "reset") {
+              tokens = 0;
+              panel.dataset.tokens = "0";
+              text.textContent = "";
+              thinking();
             } else if (name === "token") {
               tokens += 1;
               panel.dataset.tokens = String(tokens);
