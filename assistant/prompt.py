@@ -67,9 +67,15 @@ def _passage_header(p: Passage) -> str:
     return f"[{p.n}] ({'; '.join(parts)})"
 
 
+# A line of passage text that starts like a passage header ("[2] (document: ...") could pass
+# for one; inside a passage it reads "(2) (document: ...".
+_HEADER_LIKE = re.compile(r"^(\s*)\[(\d+)\]", re.MULTILINE)
+
+
 def passage_block(p: Passage) -> str:
     """One passage as the chat prompt carries it: its header, then its text inside the fence."""
-    return f"{_passage_header(p)}\n<passage>\n{inert(p.text)}\n</passage>"
+    text = _HEADER_LIKE.sub(r"\1(\2)", inert(p.text))
+    return f"{_passage_header(p)}\n<passage>\n{text}\n</passage>"
 
 
 SYSTEM_PROMPT = (

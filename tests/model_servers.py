@@ -101,6 +101,11 @@ def rendered(upstream: str, messages: list[dict]) -> tuple[str, list[int]]:
     return prompt, _post(root + "/tokenize", {"content": prompt, "add_special": True})["tokens"]
 
 
+def token_ids(upstream: str, text: str) -> list[int]:
+    """The server's tokens for `text`, special tokens parsed."""
+    return _post(upstream.removesuffix("/v1") + "/tokenize", {"content": text})["tokens"]
+
+
 def _post(url: str, body: dict) -> dict:
     request = urllib.request.Request(  # noqa: S310 - a loopback test server
         url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}
