@@ -13,15 +13,7 @@ from urllib.parse import quote, urlsplit, urlunsplit
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
-from .env import (
-    env_bool,
-    env_choice,
-    env_float,
-    env_int,
-    env_json_str_list,
-    env_list,
-    env_str,
-)
+from .env import env_bool, env_choice, env_float, env_int, env_json_str_list, env_list, env_str
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -248,8 +240,7 @@ LLM_THINKING = env_choice("LLM_THINKING", "auto", {"auto", "open", "tags", "off"
 # Instructions as a system message (`system`), in the first user turn (`user`), or `auto`:
 # a system message until the server's chat template refuses one, then the user turn.
 LLM_SYSTEM_ROLE = env_choice("LLM_SYSTEM_ROLE", "auto", {"auto", "system", "user"})
-# Stop sequences, a JSON list of strings; unset = the backend's own (none for `openai`,
-# a newline for `llamacpp`).
+# Stop sequences (a JSON list); unset: none for `openai`, a newline for `llamacpp`.
 LLM_STOP = env_json_str_list("LLM_STOP")
 # A model's sentence is "unsupported" when fewer than this share of its content words appear
 # in the passages it cites (extractive answers quote passages and always pass).
