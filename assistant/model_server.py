@@ -9,11 +9,13 @@ required: a server that answers none of it gets `LLM_CONTEXT_TOKENS` and estimat
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import math
 import re
 import threading
 import time
+from collections import OrderedDict
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -49,6 +51,8 @@ class ServedModel:
 _lock = threading.Lock()
 _models: dict[tuple[str, str], tuple[float, ServedModel]] = {}
 _tokenize_missing: dict[str, float] = {}
+MAX_COUNTS = 4096
+_counts: OrderedDict[tuple[str, str, str], int] = OrderedDict()
 _system_refused: set[tuple[str, str]] = set()
 
 
@@ -148,36 +152,51 @@ def estimate(text: str) -> int:
     return math.ceil(len(text.encode("utf-8")) / BYTES_PER_TOKEN_ESTIMATE)
 
 
+def _tokenize(client: httpx.Client, root: str, model: str, text: str) -> int:
+    # vLLM reads `prompt` and `add_special_tokens`, llama.cpp `content` and `add_special`;
+    # each ignores the other's fields.
+    response = client.post(
+        f"{root}/tokenize",
+        json={
+            "model": model,
+            "prompt": text,
+            "content": text,
+            "add_special_tokens": False,
+            "add_special": False,
+        },
+    )
+    response.raise_for_status()
+    body = response.json()
+    count = body.get("count")
+    return count if isinstance(count, int) else len(body["tokens"])
+
+
 def count_tokens(texts: list[str], *, model: str) -> tuple[list[int], bool]:
-    """(token count of each text, exact). Exact counts come from the server's tokenizer; if
-    it has none, each text is estimated (`estimate`)."""
+    """(token count of each text, exact). Exact counts come from the server's tokenizer and
+    are remembered (passages come back question after question); if the server has no
+    tokenizer endpoint, each text is estimated (`estimate`)."""
     import httpx
 
     root = _root_url()
+    keys = [(root, model, hashlib.sha256(t.encode("utf-8")).hexdigest()) for t in texts]
     with _lock:
         missing_since = _tokenize_missing.get(root)
+        known = {key: _counts[key] for key in keys if key in _counts}
+    if len(known) == len(set(keys)):
+        return [known[key] for key in keys], True
     if missing_since is None or time.monotonic() - missing_since > TTL:
-        counts: list[int] = []
         try:
             with _http() as client:
-                for text in texts:
-                    # vLLM reads `prompt` and `add_special_tokens`, llama.cpp `content` and
-                    # `add_special`; each ignores the other's fields.
-                    response = client.post(
-                        f"{root}/tokenize",
-                        json={
-                            "model": model,
-                            "prompt": text,
-                            "content": text,
-                            "add_special_tokens": False,
-                            "add_special": False,
-                        },
-                    )
-                    response.raise_for_status()
-                    body = response.json()
-                    count = body.get("count")
-                    counts.append(count if isinstance(count, int) else len(body["tokens"]))
-            return counts, True
+                for key, text in zip(keys, texts, strict=True):
+                    if key not in known:
+                        known[key] = _tokenize(client, root, model, text)
+            with _lock:
+                for key in keys:
+                    _counts[key] = known[key]
+                    _counts.move_to_end(key)
+                while len(_counts) > MAX_COUNTS:
+                    _counts.popitem(last=False)
+            return [known[key] for key in keys], True
         except (httpx.HTTPError, ValueError, KeyError, TypeError) as exc:
             logger.info("the model server cannot count tokens (%s); estimating", exc)
             with _lock:
@@ -250,5 +269,6 @@ def forget() -> None:
     with _lock:
         _models.clear()
         _templates.clear()
+        _counts.clear()
         _tokenize_missing.clear()
         _system_refused.clear()
