@@ -326,6 +326,7 @@ class LlamaCppCompletionLLM:
         import openai
 
         outcome.served = model_server.served_model(self.model).as_dict()
+        outcome.system_as = "prompt"  # a completion prompt has no roles
         try:
             stream = _open_stream(
                 lambda: self.client.completions.create(

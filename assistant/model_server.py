@@ -152,19 +152,18 @@ def estimate(text: str) -> int:
     return math.ceil(len(text.encode("utf-8")) / BYTES_PER_TOKEN_ESTIMATE)
 
 
+def _server_kind(model: str) -> str:
+    """ "vllm", "llama.cpp" or "" (unknown), from the version the server reported."""
+    return served_model(model).server.split(" ", 1)[0]
+
+
 def _tokenize(client: httpx.Client, root: str, model: str, text: str) -> int:
-    # vLLM reads `prompt` and `add_special_tokens`, llama.cpp `content` and `add_special`;
-    # each ignores the other's fields.
-    response = client.post(
-        f"{root}/tokenize",
-        json={
-            "model": model,
-            "prompt": text,
-            "content": text,
-            "add_special_tokens": False,
-            "add_special": False,
-        },
-    )
+    # vLLM reads `prompt` and `add_special_tokens` (and logs a warning for fields it ignores),
+    # llama.cpp `content` and `add_special`; a server of unknown kind gets both.
+    vllm = {"model": model, "prompt": text, "add_special_tokens": False}
+    llama = {"content": text, "add_special": False}
+    body = {"vllm": vllm, "llama.cpp": llama}.get(_server_kind(model), {**vllm, **llama})
+    response = client.post(f"{root}/tokenize", json=body)
     response.raise_for_status()
     body = response.json()
     count = body.get("count")
@@ -213,8 +212,17 @@ def _template_probe(client: httpx.Client, model: str) -> int:
     (llama.cpp: /apply-template then /tokenize; vLLM: /tokenize with messages); 0 if neither."""
     root = _root_url()
     messages = [{"role": "user", "content": _PROBE}]
-    response = client.post(f"{root}/apply-template", json={"messages": messages})
-    if response.status_code == 200 and isinstance(response.json().get("prompt"), str):
+    kind = _server_kind(model)
+    response = (
+        client.post(f"{root}/apply-template", json={"messages": messages})
+        if kind != "vllm"
+        else None
+    )
+    if (
+        response is not None
+        and response.status_code == 200
+        and isinstance(response.json().get("prompt"), str)
+    ):
         tokens = client.post(
             f"{root}/tokenize", json={"content": response.json()["prompt"], "add_special": True}
         )

@@ -123,3 +123,17 @@ def test_reasoning_models_are_known_by_name():
     for name in ("meta-llama/Llama-3.1-8B-Instruct", "mistralai/Mixtral-8x7B-Instruct-v0.1"):
         assert not reasoning_model(name) and thinking_mode("auto", name) == "tags"
     assert thinking_mode("off", "deepseek-r1") == "off"
+
+
+def test_the_window_and_revision_are_read_from_what_vllm_and_llamacpp_report():
+    from assistant import model_server
+
+    # Entries of /v1/models as vLLM 0.11 and llama.cpp write them.
+    vllm = {"id": "r1", "object": "model", "root": "/models/r1", "max_model_len": 16384}
+    llama = {"id": "gemma", "meta": {"n_ctx": 4096, "n_ctx_train": 32768}}
+    assert model_server._window(vllm) == 16384
+    assert model_server._window(llama) == 4096
+    assert model_server._window({"id": "x", "context_length": 8192}) == 8192
+    assert model_server._window({"id": "x"}) == 0
+    root = "/root/.cache/huggingface/hub/models--deepseek-ai--R1/snapshots/" + "a1" * 20
+    assert model_server._SNAPSHOT.search(root).group(1) == "a1" * 20
