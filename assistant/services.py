@@ -15,13 +15,15 @@ from typing import TYPE_CHECKING, Any
 from django.conf import settings
 
 from . import grounding, patient_answers, patients, prompt
-from .llm import GenerationError, get_llm
+from .llm import get_llm
 from .prompt import Passage, Turn
 from .retrieval import answerable, evidence, is_relevant, retrieve
-from .storage import Draft, answer_store, answer_withdraw, question_open, streamed_record
+from .shown import answer_withdraw, question_open
+from .storage import Draft, answer_store, streamed_record
+from .streaming import stream_model
 
 if TYPE_CHECKING:
-    from collections.abc import Generator, Iterator
+    from collections.abc import Generator
 
     from django.contrib.auth.models import User
 
@@ -30,16 +32,11 @@ if TYPE_CHECKING:
     from ingest.records import PatientMatch
     from ingest.selectors import ChunkHit
 
-    from .llm import LLM
     from .models import Answer, Question
     from .patients import PatientScope
 
 logger = logging.getLogger(__name__)
 
-DRAFT_NOTICE = (
-    "Draft: the model is still writing. This text is not an answer until it has been checked "
-    "against the passages; the checked answer may replace it."
-)
 WITHDRAWN = (
     "Answer withdrawn: it could not be recorded in the audit trail, so it is not given. "
     "Disregard the draft that was shown, and ask again later."
@@ -201,7 +198,7 @@ def question_ask_stream(
                         relevant=relevant,
                         passages=passages,
                     )
-                yield from _stream_model(llm, draft, question, passages, history)
+                yield from stream_model(llm, draft, question, passages, relevant, history)
             _finish(draft, collection=collection, question=search_text, passages=passages)
         if scope.patient is not None:
             _for_the_patient(draft, scope.patient, relevant, passages)
@@ -303,41 +300,6 @@ def _patient_topic(
     relevant = extra + relevant[: max(0, k - len(extra))]
     texts = [h.text for h in relevant]
     return relevant, patients.missing_topic(question=question, patient=patient, texts=texts)
-
-
-def _stream_model(
-    llm: LLM, draft: Draft, question: str, passages: list[Passage], history: list[Turn]
-) -> Iterator[dict[str, Any]]:
-    """Forward the model's tokens when they are shown (draft.show_tokens), after a notice
-    that they are a draft, each kept in draft.shown as it is sent; hold back a possible
-    NOT_IN_DOCUMENTS marker."""
-    marker = prompt.NOT_IN_DOCUMENTS
-    pending: str | None = ""
-    try:
-        for delta in llm.stream(question=question, passages=passages, history=history):
-            draft.streamed.append(delta)
-            if not draft.show_tokens:
-                continue
-            if pending is not None:
-                pending += delta
-                if marker.startswith(pending.strip()) and len(pending.strip()) < len(marker):
-                    continue  # could still be the refusal marker: do not show it yet
-                delta, pending = pending, None
-            if not draft.shown:
-                yield {"type": "draft", "notice": DRAFT_NOTICE}
-            # Kept before it is handed on: the audit may hold a token the connection then
-            # failed to deliver, but never misses one that was delivered.
-            draft.shown.append(delta)
-            yield {"type": "token", "text": delta}
-    except GenerationError as exc:
-        logger.warning("generation failed: %s", exc)
-        draft.model_error = str(exc)
-        draft.fallback_reason = f"The model server failed ({exc}); showing an extractive answer."
-        draft.backend = "extractive"
-        return
-    draft.text = "".join(draft.streamed).strip()
-    if draft.text.strip().strip(".") == marker:
-        draft.refused = True
 
 
 def _finish(

@@ -12,19 +12,19 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
-from contextlib import suppress
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from django import db
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import transaction
 
 from audit.append import audit_record
 from audit.models import AuditEvent
 
 from . import grounding, prompt
+from .llm import max_tokens, stop_sequences
 from .models import Answer, Citation, Question
+from .reasoning import thinking_mode
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import User
@@ -33,6 +33,8 @@ if TYPE_CHECKING:
     from ingest.models import Collection
     from ingest.selectors import ChunkHit
 
+    from .fitting import Fit
+    from .llm import Outcome
     from .prompt import Passage
     from .retrieval import Evidence
 
@@ -44,7 +46,11 @@ def generation_parameters(*, k: int) -> dict[str, Any]:
         "llm_backend": settings.LLM_BACKEND,
         "llm_model": settings.LLM_MODEL,
         "temperature": settings.LLM_TEMPERATURE,
-        "max_tokens": settings.LLM_MAX_TOKENS,
+        "max_tokens": max_tokens(settings.LLM_MODEL),
+        "context_tokens_setting": settings.LLM_CONTEXT_TOKENS,
+        "thinking": thinking_mode(settings.LLM_THINKING, settings.LLM_MODEL),
+        "system_role": settings.LLM_SYSTEM_ROLE,
+        "stop": stop_sequences(settings.LLM_BACKEND),
         "retrieval_candidates": settings.RETRIEVAL_CANDIDATES,
         "retrieval_rrf_k": settings.RETRIEVAL_RRF_K,
         "retrieval_min_similarity": settings.RETRIEVAL_MIN_SIMILARITY,
@@ -84,6 +90,16 @@ class Draft:
     shown: list[str] = field(default_factory=list)
     opening: AuditEvent | None = None  # the question.asked entry committed before them
 
+    # A model call: how the prompt was fitted, what the server said, the model's reasoning
+    # (never part of `text`), and when its first token and its answer's first token came.
+    outcome: Outcome | None = None
+    fit: Fit | None = None
+    dropped: list[dict[str, object]] = field(default_factory=list)
+    reasoning: list[str] = field(default_factory=list)
+    reasoning_seconds: float | None = None
+    first_token_ms: int = 0
+    answer_start_ms: int = 0
+
 
 logger = logging.getLogger(__name__)
 
@@ -114,115 +130,10 @@ def streamed_record(draft: Draft) -> dict[str, Any] | None:
     return {"text": text, "replaced": replaced, "edited": edited, "reason": reason}
 
 
-def _opening_ref(draft: Draft) -> dict[str, Any] | None:
+def opening_ref(draft: Draft) -> dict[str, Any] | None:
     if draft.opening is None:
         return None
     return {"id": draft.opening.pk, "payload_hash": draft.opening.payload_hash}
-
-
-def question_open(
-    draft: Draft,
-    *,
-    user: User | None,
-    collection: Collection,
-    question: str,
-    k: int,
-    meta: RequestMeta | None,
-    follows: Question | None,
-    relevant: list[ChunkHit],
-    passages: list[Passage],
-) -> AuditEvent:
-    """Commit the `question.asked` entry before any token is shown: who asked what, of which
-    collection, and every passage given to the model (as in the answer's entry, without the
-    `cited` flag no one knows yet). Appended on its own, so it is committed when this returns
-    (when the caller holds no transaction: the streaming views hold none)."""
-    draft.opening = audit_record(
-        event_type=AuditEvent.Type.QUESTION_ASKED,
-        actor=user,
-        meta=meta,
-        collection_id=collection.id,
-        summary=question,
-        payload={
-            "question": question,
-            "follows_question_id": follows.id if follows else None,
-            "collection": {"id": collection.id, "slug": collection.slug},
-            "backend": draft.backend,
-            "model": draft.model,
-            "prompt_version": prompt.PROMPT_VERSION,
-            "parameters": generation_parameters(k=k),
-            "patient_ids": sorted({h.patient_id for h in relevant if h.patient_id}),
-            "patients_named": draft.patient_scope,
-            "passages": [
-                {
-                    "n": p.n,
-                    "chunk_id": h.chunk_id,
-                    "document_id": h.document_id,
-                    "document": h.document_name,
-                    "document_sha256": h.document_sha256,
-                    "page": h.page,
-                    "heading": h.heading[:500],
-                    "start": h.start,
-                    "end": h.end,
-                    "score": h.score,
-                    "similarity": h.similarity,
-                    "text_rank": h.text_rank,
-                    "text": h.text,
-                    "text_sha256": hashlib.sha256(h.text.encode("utf-8")).hexdigest(),
-                    "patient_id": h.patient_id,
-                    "sources": list(h.sources),
-                }
-                for p, h in zip(passages, relevant, strict=True)
-            ],
-        },
-    )
-    return draft.opening
-
-
-def answer_withdraw(
-    draft: Draft,
-    *,
-    user: User | None,
-    collection: Collection,
-    question: str,
-    meta: RequestMeta | None,
-    relevant: list[ChunkHit],
-    passages: list[Passage],
-    error: BaseException,
-) -> AuditEvent | None:
-    """The answer could not be stored, so it is not given: close the opening entry with a
-    `question.withdrawn` entry holding what was shown, on a new session (the old one is
-    likely what failed). Best effort: with the database still gone this records nothing and
-    returns None, and the opening entry alone says a draft was shown and never answered.
-
-    Inside a transaction the caller owns (tests), the session is not replaced."""
-    if not connection.in_atomic_block:
-        with suppress(db.Error):
-            connection.close()
-    try:
-        return audit_record(
-            event_type=AuditEvent.Type.QUESTION_WITHDRAWN,
-            actor=user,
-            meta=meta,
-            collection_id=collection.id,
-            flagged=True,
-            summary=question,
-            payload={
-                "opening": _opening_ref(draft),
-                "question": question,
-                "collection": {"id": collection.id, "slug": collection.slug},
-                "stopped": draft.stopped,
-                "streamed": streamed_record(draft),
-                "error": f"{type(error).__name__}: {error}"[:500],
-                # Erasing a document finds this entry by them (audit/erasure.py).
-                "passages": [
-                    {"n": p.n, "chunk_id": h.chunk_id, "document_id": h.document_id}
-                    for p, h in zip(passages, relevant, strict=True)
-                ],
-            },
-        )
-    except Exception:
-        logger.exception("the withdrawal of an answer to %r could not be recorded", question)
-        return None
 
 
 def answer_store(
@@ -330,11 +241,14 @@ def answer_store(
                 "withheld": draft.withheld,
                 # The question.asked entry committed before the first token, and the text
                 # streamed to the user beside the answer (None when nothing was streamed).
-                "opening": _opening_ref(draft),
+                "opening": opening_ref(draft),
                 "streamed": streamed,
                 "unsupported_sentences": unsupported,
                 "removed_citations": draft.removed_citations,
                 "latency_ms": latency_ms,
+                "model_call": _model_call(draft),
+                # The model's thinking, kept apart from the answer it led to.
+                "reasoning": _reasoning(draft),
                 "evidence": (
                     {k: round(v, 4) for k, v in asdict(draft.evidence).items()}
                     if draft.evidence
@@ -370,3 +284,37 @@ def answer_store(
         # The receipt's leaf: found by key, not by searching a million payloads.
         answer.save(update_fields=["audit_event"])
     return answer
+
+
+def _model_call(draft: Draft) -> dict[str, Any] | None:
+    """What the server was sent and said: the prompt's fit into the window (passages dropped),
+    how the instructions went, the model's exact name and revision as the server reports them,
+    why it stopped, and when its first token and its answer's first token arrived."""
+    if draft.outcome is None:
+        return None
+    outcome = draft.outcome
+    return {
+        **(draft.fit.as_dict() if draft.fit is not None else {}),
+        "dropped_passages": draft.dropped,
+        "instructions_as": outcome.system_as,
+        "model_reported": outcome.model,
+        "served_model": outcome.served,
+        "system_fingerprint": outcome.system_fingerprint,
+        "finish_reason": outcome.finish_reason,
+        "first_token_ms": draft.first_token_ms or None,
+        "answer_start_ms": draft.answer_start_ms or None,
+    }
+
+
+def _reasoning(draft: Draft) -> dict[str, Any] | None:
+    if not draft.reasoning:
+        return None
+    text = "".join(draft.reasoning).strip()
+    record: dict[str, Any] = {
+        "chars": len(text),
+        "seconds": draft.reasoning_seconds,
+        "sha256": hashlib.sha256(text.encode("utf-8")).hexdigest(),
+    }
+    if settings.AUDIT_MODEL_REASONING:
+        record["text"] = text
+    return record

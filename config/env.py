@@ -3,6 +3,7 @@ unset or empty, and raises ImproperlyConfigured naming the variable when its val
 
 from __future__ import annotations
 
+import json
 import os
 
 from django.core.exceptions import ImproperlyConfigured
@@ -58,4 +59,18 @@ def env_choice(name: str, default: str, choices: set[str]) -> str:
     value = env_str(name, default).lower()
     if value not in choices:
         raise ImproperlyConfigured(f"{name} must be one of {sorted(choices)}, got {value!r}")
+    return value
+
+
+def env_json_str_list(name: str) -> list[str] | None:
+    """A JSON list of strings (e.g. `["\\n\\n", "Question:"]`), or None when unset."""
+    raw = os.environ.get(name)
+    if raw is None or raw.strip() == "":
+        return None
+    try:
+        value = json.loads(raw)
+    except ValueError as exc:
+        raise ImproperlyConfigured(f"{name} must be a JSON list of strings, got {raw!r}") from exc
+    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+        raise ImproperlyConfigured(f"{name} must be a JSON list of strings, got {raw!r}")
     return value

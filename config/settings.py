@@ -13,7 +13,7 @@ from urllib.parse import quote, urlsplit, urlunsplit
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
-from .env import env_bool, env_choice, env_float, env_int, env_list, env_str
+from .env import env_bool, env_choice, env_float, env_int, env_json_str_list, env_list, env_str
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -229,8 +229,20 @@ LLM_MODEL = env_str("LLM_MODEL", "gemma-3-270m")
 LLM_API_KEY = env_str("LLM_API_KEY", "not-needed")
 LLM_TIMEOUT = env_float("LLM_TIMEOUT", 60.0)
 LLM_MAX_RETRIES = env_int("LLM_MAX_RETRIES", 2, minimum=0)
-LLM_MAX_TOKENS = env_int("LLM_MAX_TOKENS", 256, minimum=1)
+# Tokens the model may write, its reasoning included; 0 = 4096 for a model that thinks first
+# (LLM_THINKING, or a name such as DeepSeek-R1-Distill), else 512. See docs/models.md.
+LLM_MAX_TOKENS = env_int("LLM_MAX_TOKENS", 0, minimum=0)
+# 0 for reproducible answers (greedy decoding); DeepSeek suggests 0.6 for R1 models.
 LLM_TEMPERATURE = env_float("LLM_TEMPERATURE", 0.0)
+# The model's window when the server does not report it in /v1/models.
+LLM_CONTEXT_TOKENS = env_int("LLM_CONTEXT_TOKENS", 4096, minimum=256)
+# How to read a reasoning block that arrives in the answer (assistant/reasoning.py).
+LLM_THINKING = env_choice("LLM_THINKING", "auto", {"auto", "open", "tags", "off"})
+# Instructions as a system message (`system`), in the first user turn (`user`), or `auto`:
+# a system message until the server's chat template refuses one, then the user turn.
+LLM_SYSTEM_ROLE = env_choice("LLM_SYSTEM_ROLE", "auto", {"auto", "system", "user"})
+# Stop sequences (a JSON list); unset: none for `openai`, a newline for `llamacpp`.
+LLM_STOP = env_json_str_list("LLM_STOP")
 # A model's sentence is "unsupported" when fewer than this share of its content words appear
 # in the passages it cites (extractive answers quote passages and always pass).
 SUPPORT_THRESHOLD = env_float("SUPPORT_THRESHOLD", 0.5)
@@ -247,6 +259,9 @@ if LLM_BACKEND in {"openai", "llamacpp"} and not LLM_BASE_URL:
 # collections on legal hold are exempt.
 AUDIT_RETENTION_DAYS = env_int("AUDIT_RETENTION_DAYS", 0, minimum=0)
 AUDIT_PAGE_SIZE = env_int("AUDIT_PAGE_SIZE", 50, minimum=1)
+# Keep a reasoning model's thinking in the answer's audit entry (docs/audit.md says why it is on
+# by default); off keeps only its length, duration and sha256.
+AUDIT_MODEL_REASONING = env_bool("AUDIT_MODEL_REASONING", True)
 # Signed checkpoints of the audit trail's Merkle tree (issue 9). The Ed25519 private key is read
 # from AUDIT_SIGNING_KEY (PEM, or the base64 of the 32-byte seed) or else from the file; it
 # never goes into the database. Checkpoints are written as files to a directory meant for

@@ -217,8 +217,12 @@ def start_llm(
     threads: int | None = None,
     ctx: int = 4096,
     timeout: float = 120.0,
+    extra_args: list[str] | None = None,
 ) -> tuple[subprocess.Popen, str]:
-    """Run `python -m launcher.llm_server` on 127.0.0.1:port; returns (process, base URL)."""
+    """Run `python -m launcher.llm_server` on 127.0.0.1:port; returns (process, base URL).
+
+    `extra_args` go to the server as they are (`--chat-template-file`, `--reasoning-format`,
+    `--grammar-file`: see launcher/llm_server.py)."""
     args = [
         sys.executable,
         "-m",
@@ -233,6 +237,7 @@ def start_llm(
         str(ctx),
         "--threads",
         str(threads or max(1, min(4, os.cpu_count() or 1))),
+        *(extra_args or []),
     ]
     proc = spawn(args, env=env, log=log)
     base_url = f"http://127.0.0.1:{port}/v1"

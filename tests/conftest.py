@@ -1,6 +1,8 @@
 """Shared fixtures: real services only (see tests/settings.py for PostgreSQL and Redis).
 
 - `llm_server`: llama.cpp's OpenAI-compatible server with the packaged Gemma GGUF, on loopback.
+- `family_server` / `use_family`: the same model behind the chat templates of the model families
+  customers serve (tests/model_servers.py).
 - `celery_worker`: a real `celery worker` process against the test database and Redis.
 """
 
@@ -55,6 +57,53 @@ def llm_server(tmp_path_factory) -> str:
     )
     yield url
     embedded.stop(proc)
+
+
+@pytest.fixture(scope="session")
+def family_server(tmp_path_factory):
+    """`family_server(name)`: base URL of a real llama.cpp server for one model family
+    (tests/model_servers.py), started on first use and kept for the session."""
+    from tests.model_servers import start_family
+
+    directory = tmp_path_factory.mktemp("families")
+    model = embedded.ensure_gguf(directory)
+    started: dict[str, tuple] = {}
+
+    def get(name: str) -> str:
+        if name not in started:
+            started[name] = start_family(name, model, directory)
+        return started[name][1]
+
+    yield get
+    for proc, _ in started.values():
+        embedded.stop(proc)
+
+
+@pytest.fixture
+def use_family(settings, family_server):
+    """`use_family(name)`: the `openai` backend against that family's server, behind a
+    recorder; returns the RecordingProxy."""
+    from assistant import llm, model_server
+    from tests.model_servers import FAMILIES, RecordingProxy
+
+    proxies = []
+
+    def use(name: str):
+        proxy = RecordingProxy(family_server(name))
+        proxies.append(proxy)
+        settings.LLM_BACKEND = "openai"
+        settings.LLM_BASE_URL = proxy.url
+        settings.LLM_MODEL = FAMILIES[name].alias
+        settings.LLM_TIMEOUT = 60.0
+        llm.get_llm.cache_clear()
+        model_server.forget()
+        return proxy
+
+    yield use
+    llm.get_llm.cache_clear()
+    model_server.forget()
+    for proxy in proxies:
+        proxy.close()
 
 
 @pytest.fixture

@@ -8,7 +8,9 @@ that every variable given is one settings.py actually reads, and the startup ord
 from __future__ import annotations
 
 import json
+import re
 import shlex
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -155,3 +157,79 @@ def test_image_installs_the_ocr_tools() -> None:
     runs = " ".join(args for keyword, args in dockerfile_instructions() if keyword == "RUN")
     for package in ("tesseract-ocr", "tesseract-ocr-eng", "poppler-utils"):
         assert f" {package} " in f" {runs.replace(chr(92), ' ')} ", package
+
+
+def _interpolate(text: str, env: dict[str, str]) -> str:
+    """Compose's interpolation: ${VAR}, ${VAR:-default}, ${VAR:?error}, ${VAR:+alternative},
+    and $$ for a literal $ (left for the shell)."""
+
+    def one(match: re.Match[str]) -> str:
+        if match.group(0) == "$$":
+            return "$"
+        name, op, word = match.group(1), match.group(2) or "", match.group(3) or ""
+        value = env.get(name, "")
+        if op == ":-":
+            return value or word
+        if op == ":?":
+            assert value, word
+            return value
+        if op == ":+":
+            return word if value else ""
+        return value
+
+    return re.sub(r"\$\$|\$\{(\w+)(?:(:[-?+])([^}]*))?\}", one, text)
+
+
+def vllm_argv(env: dict[str, str], tmp_path: Path) -> list[str]:
+    """The arguments vllm would get: compose interpolates the service (with `env` as the host's
+    environment), then the container's shell runs the command with a `vllm` that prints them."""
+    vllm = services()["vllm"]
+    assert vllm["entrypoint"] == ["/bin/sh", "-c"]
+    container_env = {name: _interpolate(value, env) for name, value in environment(vllm).items()}
+    script = _interpolate(command_words(vllm)[0], env)
+    fake = tmp_path / "vllm"
+    fake.write_text('#!/bin/sh\nprintf "%s\\n" "$@"\n')
+    fake.chmod(0o755)
+    shell_env = {**container_env, "PATH": f"{tmp_path}:/usr/bin:/bin"}
+    done = subprocess.run(
+        ["/bin/sh", "-c", script], env=shell_env, capture_output=True, text=True, check=True
+    )
+    return done.stdout.splitlines()
+
+
+def _flag(argv: list[str], name: str) -> str | None:
+    return argv[argv.index(name) + 1] if name in argv else None
+
+
+def test_reasoning_model_settings_reach_vllms_command_line(tmp_path: Path) -> None:
+    """Issue 20: --reasoning-parser and --max-model-len are given from VLLM_REASONING_PARSER
+    and VLLM_MAX_MODEL_LEN, and left out when those are unset."""
+    r1 = vllm_argv(
+        {
+            "LLM_MODEL": "deepseek-ai/DeepSeek-R1-Distill-Qwen-7B",
+            "LLM_API_KEY": "k3y",
+            "VLLM_REASONING_PARSER": "deepseek_r1",
+            "VLLM_MAX_MODEL_LEN": "32768",
+            "VLLM_GPUS": "2",
+        },
+        tmp_path,
+    )
+    assert r1[:2] == ["serve", "deepseek-ai/DeepSeek-R1-Distill-Qwen-7B"]
+    assert _flag(r1, "--served-model-name") == "deepseek-ai/DeepSeek-R1-Distill-Qwen-7B"
+    assert _flag(r1, "--reasoning-parser") == "deepseek_r1"
+    assert _flag(r1, "--max-model-len") == "32768"
+    assert _flag(r1, "--tensor-parallel-size") == "2"
+    assert _flag(r1, "--api-key") == "k3y"
+
+    llama = vllm_argv({"LLM_MODEL": "meta-llama/Llama-3.1-8B-Instruct"}, tmp_path)
+    assert llama[:2] == ["serve", "meta-llama/Llama-3.1-8B-Instruct"]
+    assert "--reasoning-parser" not in llama and "--max-model-len" not in llama
+    assert (
+        _flag(llama, "--api-key") == "change-me" and _flag(llama, "--tensor-parallel-size") == "1"
+    )
+    assert "" not in llama  # no empty argument for an unset option
+
+    # The app asks for the model vLLM serves.
+    app = environment(services()["web"])
+    assert _interpolate(app["LLM_MODEL"], {"LLM_MODEL": "x/y"}) == "x/y"
+    assert _flag(vllm_argv({"LLM_MODEL": "x/y"}, tmp_path), "--served-model-name") == "x/y"

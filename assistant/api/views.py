@@ -85,7 +85,9 @@ class AskView(AttestAPIView):
         description=(
             "Retrieves passages, answers with citations, stores and audits the answer. "
             'With `"stream": "sse"` the reply is `text/event-stream` (events `passages`, '
-            '`draft`, `token`, then `done` or `withdrawn`); with `"stream": "ndjson"` '
+            "`draft`, `token`, then `done` or `withdrawn`; a reasoning model adds `thinking`, "
+            "then `thought` with the seconds it thought, and `reset` when text already sent was "
+            'its thinking); with `"stream": "ndjson"` '
             "it is `application/x-ndjson`, one JSON object per line with an `event` field. "
             "Tokens are an unchecked draft (`draft: true`; the `draft` event before them "
             "says so): `done` carries the checked answer and whether it replaced the draft, "
@@ -161,6 +163,8 @@ def _stream(
                     yield encode("token", {"text": event["text"], "draft": True})
                 elif event["type"] == "withdrawn":
                     yield encode("withdrawn", {"message": event["message"]})
+                elif event["type"] in {"thinking", "thought", "reset"}:
+                    yield encode(event["type"], {"seconds": event.get("seconds")})
                 elif event["type"] == "done":
                     body = s.answer_data(event["answer"], redact=redact)
                     yield encode("done", {**body, "draft": event["draft"]})

@@ -92,9 +92,10 @@ def _sse(event: str, data: dict[str, Any]) -> bytes:
 @require_POST
 def ask_stream(request: AuthenticatedHttpRequest) -> JsonResponse | StreamingHttpResponse:
     """Ask with server-sent events: passages, then (a notice that it is a draft) tokens as the
-    model writes, then the checked answer as HTML, or the withdrawal of an answer that could
-    not be recorded. Closing the connection stops generation (the partial answer is kept and
-    audited as stopped)."""
+    model writes (`thinking` and `thought` while a reasoning model thinks; `reset` takes back
+    text that was its thinking), then the checked answer as HTML, or the withdrawal of an
+    answer that could not be recorded. Closing the connection stops generation (the partial
+    answer is kept and audited as stopped)."""
     if not _ask_allowed(request):
         return JsonResponse({"error": "You are asking too quickly; wait a minute."}, status=429)
     form = AskForm(request.POST)
@@ -125,6 +126,9 @@ def ask_stream(request: AuthenticatedHttpRequest) -> JsonResponse | StreamingHtt
                     yield _sse("token", {"text": event["text"], "draft": True})
                 elif event["type"] == "withdrawn":
                     yield _sse("withdrawn", {"message": event["message"]})
+                elif event["type"] in {"thinking", "thought", "reset"}:
+                    # A reasoning model: that it thinks and for how long, never what it thinks.
+                    yield _sse(event["type"], {"seconds": event.get("seconds")})
                 elif event["type"] == "done":
                     answer = event["answer"]
                     html = render_to_string(

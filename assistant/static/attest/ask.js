@@ -31,6 +31,7 @@
     var controller = new AbortController();
     var tokens = 0;
     var settled = false;  // a checked answer, or a withdrawal, has arrived
+    var thinkingTimer = null;
     panel.hidden = false;
     panel.dataset.state = "running";
     panel.dataset.tokens = "0";
@@ -44,7 +45,31 @@
     stop.focus();
     stop.onclick = function () { controller.abort(); };
 
+    // A reasoning model thinks before it answers: say so, and for how long; its thinking
+    // itself is never sent.
+    function thinking() {
+      if (thinkingTimer) return;
+      var since = Date.now();
+      panel.dataset.thinking = "running";
+      status.textContent = "The model is thinking…";
+      thinkingTimer = window.setInterval(function () {
+        status.textContent = "The model is thinking… " + Math.round((Date.now() - since) / 1000) + " s";
+      }, 1000);
+    }
+
+    function thought(seconds) {
+      if (thinkingTimer) window.clearInterval(thinkingTimer);
+      thinkingTimer = null;
+      panel.dataset.thinking = "done";
+      if (seconds !== null && seconds !== undefined) {
+        panel.dataset.thoughtSeconds = String(seconds);
+        status.textContent = "The model thought for " + seconds.toFixed(1) + " s; answering…";
+      }
+    }
+
     function finish(state, message) {
+      if (thinkingTimer) window.clearInterval(thinkingTimer);
+      thinkingTimer = null;
       panel.dataset.state = state;
       ask.disabled = false;
       stop.hidden = true;
@@ -87,6 +112,15 @@
               panel.dataset.draft = "1";
               if (notice) { notice.textContent = data.notice; notice.hidden = false; }
               status.textContent = "The model is writing a draft…";
+            } else if (name === "thinking") {
+              thinking();
+            } else if (name === "thought") {
+              thought(data.seconds);
+            } else if (name === "reset") {
+              tokens = 0;
+              panel.dataset.tokens = "0";
+              text.textContent = "";
+              thinking();
             } else if (name === "token") {
               tokens += 1;
               panel.dataset.tokens = String(tokens);
