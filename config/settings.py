@@ -13,6 +13,7 @@ from urllib.parse import quote, urlsplit, urlunsplit
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
+from . import rest as _rest
 from .env import env_bool, env_choice, env_float, env_int, env_json_str_list, env_list, env_str
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -352,25 +353,9 @@ LOGGING = {
     "loggers": {"httpx": {"level": "WARNING"}, "sentence_transformers": {"level": "WARNING"}},
 }
 
-# --- REST API (/api/v1/, docs/api.md) --------------------------------------------------------
-REST_FRAMEWORK = {
-    "DEFAULT_AUTHENTICATION_CLASSES": ["assistant.api.authentication.ApiTokenAuthentication"],
-    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
-    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
-    "EXCEPTION_HANDLER": "assistant.api.errors.api_exception_handler",
-    "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
-    "URL_FORMAT_OVERRIDE": None,  # ?format= belongs to the audit export
-}
-SPECTACULAR_SETTINGS = {
-    "TITLE": "Attest API",
-    "DESCRIPTION": "Ask cited questions of your document collections; upload documents; "
-    "review the audit trail. Authenticate with `Authorization: Bearer <token>`.",
-    "VERSION": "1",
-    "SERVE_INCLUDE_SCHEMA": False,
-    "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
-}
+# --- REST API (/api/v1/, docs/api.md): config/rest.py, constants only -------------------------
+REST_FRAMEWORK = _rest.REST_FRAMEWORK
+SPECTACULAR_SETTINGS = _rest.SPECTACULAR_SETTINGS
 
 # PostgreSQL row-level security for web requests (ingest/row_security.py): auto, on or off.
 DB_ROW_SECURITY = env_choice("DB_ROW_SECURITY", "auto", {"auto", "on", "off"})
