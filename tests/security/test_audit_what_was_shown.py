@@ -224,11 +224,14 @@ def test_the_page_replaces_the_draft_with_the_withdrawal(
     class KillAfterFirstToken:
         backend, model = real.backend, real.model
 
-        def stream(self, **kwargs):
-            for n, delta in enumerate(real.stream(**kwargs)):
+        def prepare(self, **kwargs):
+            return real.prepare(**kwargs)
+
+        def stream(self, request, outcome):
+            for n, piece in enumerate(real.stream(request, outcome)):
                 if n == 1:  # the first token was sent and the view came back for more
                     kill_this_threads_session()
-                yield delta
+                yield piece
 
     monkeypatch.setattr(services, "get_llm", KillAfterFirstToken)
     monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
