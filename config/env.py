@@ -4,6 +4,7 @@ unset or empty, and raises ImproperlyConfigured naming the variable when its val
 from __future__ import annotations
 
 import os
+from urllib.parse import urlsplit, urlunsplit
 
 from django.core.exceptions import ImproperlyConfigured
 
@@ -59,3 +60,18 @@ def env_choice(name: str, default: str, choices: set[str]) -> str:
     if value not in choices:
         raise ImproperlyConfigured(f"{name} must be one of {sorted(choices)}, got {value!r}")
     return value
+
+
+def redis_broker_url(redis_url: str) -> str:
+    """The Celery broker URL for REDIS_URL: kombu spells a unix-socket Redis URL
+    "redis+socket://", redis-py spells it "unix://"."""
+    if redis_url.startswith("unix://"):
+        return "redis+socket://" + redis_url[len("unix://") :]
+    return redis_url
+
+
+def redis_cache_url(redis_url: str) -> str:
+    """The same Redis, database 1, so the broker's queues (database 0) are never touched."""
+    if redis_url.startswith("unix://"):
+        return redis_url.split("?", 1)[0] + "?db=1"
+    return urlunsplit(urlsplit(redis_url)._replace(path="/1"))

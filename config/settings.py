@@ -8,11 +8,12 @@ ImproperlyConfigured naming the variable.
 from __future__ import annotations
 
 from pathlib import Path
-from urllib.parse import quote, urlsplit, urlunsplit
+from urllib.parse import quote
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
+from . import env
 from .env import env_bool, env_choice, env_float, env_int, env_list, env_str
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -110,31 +111,15 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Redis and Celery ------------------------------------------------------------------------
 REDIS_URL = env_str("REDIS_URL") or f"unix://{DATA_DIR / 'redis' / 'redis.sock'}"
-
-
-def _celery_url(redis_url: str) -> str:
-    # kombu spells a unix-socket Redis URL "redis+socket://"; redis-py spells it "unix://".
-    if redis_url.startswith("unix://"):
-        return "redis+socket://" + redis_url[len("unix://") :]
-    return redis_url
-
-
-CELERY_BROKER_URL = _celery_url(REDIS_URL)
-
-
-# Rate limits and sign-in lockouts are counted in Redis, shared by every web process.
-def _cache_url(redis_url: str) -> str:
-    """The same Redis, database 1, so the broker's queues (database 0) are never touched."""
-    if redis_url.startswith("unix://"):
-        return redis_url.split("?", 1)[0] + "?db=1"
-    return urlunsplit(urlsplit(redis_url)._replace(path="/1"))
-
-
+CELERY_BROKER_URL = env.redis_broker_url(REDIS_URL)
+# Rate limits and sign-in lockouts are counted in Redis, shared by every web process. When it
+# does not answer within a second, assistant/throttle.py counts nothing and lets requests in.
 CACHES = {
     "default": {
         "BACKEND": "django.core.cache.backends.redis.RedisCache",
-        "LOCATION": env_str("CACHE_URL") or _cache_url(REDIS_URL),
+        "LOCATION": env_str("CACHE_URL") or env.redis_cache_url(REDIS_URL),
         "KEY_PREFIX": "attest",
+        "OPTIONS": {"socket_connect_timeout": 1, "socket_timeout": 1},
     }
 }
 CELERY_RESULT_BACKEND = None  # results live in PostgreSQL (Document.status), not in Redis
