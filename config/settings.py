@@ -130,7 +130,19 @@ CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
-CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", 3600)}
+_VISIBILITY_TIMEOUT = env_int("CELERY_VISIBILITY_TIMEOUT", 3600, minimum=2)
+CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": _VISIBILITY_TIMEOUT}
+# Redis gives a message nobody acknowledged to another worker after the visibility timeout, so
+# every task ends before it: the soft limit fails the document with the reason, the hard limit
+# (INGEST_TIME_LIMIT) kills the worker process.
+INGEST_TIME_LIMIT = env_int("INGEST_TIME_LIMIT", max(1, _VISIBILITY_TIMEOUT * 5 // 6), minimum=1)
+if INGEST_TIME_LIMIT >= _VISIBILITY_TIMEOUT:
+    raise ImproperlyConfigured(
+        f"INGEST_TIME_LIMIT ({INGEST_TIME_LIMIT}) must be below CELERY_VISIBILITY_TIMEOUT "
+        f"({_VISIBILITY_TIMEOUT}), or Redis gives a running task to a second worker"
+    )
+CELERY_TASK_TIME_LIMIT = INGEST_TIME_LIMIT
+CELERY_TASK_SOFT_TIME_LIMIT = max(1, INGEST_TIME_LIMIT - max(1, INGEST_TIME_LIMIT // 10))
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TASK_ALWAYS_EAGER = False
 
@@ -150,6 +162,11 @@ EMBEDDING_THREADS = env_int("EMBEDDING_THREADS", 0, minimum=0)
 CHUNK_SIZE = env_int("CHUNK_SIZE", 1000, minimum=100)  # characters
 CHUNK_OVERLAP = env_int("CHUNK_OVERLAP", 150, minimum=0)  # characters
 UPLOAD_MAX_BYTES = env_int("UPLOAD_MAX_BYTES", 100 * 1024 * 1024, minimum=1)
+# Leases, attempts and recovery: ingest/leases.py, ingest/services.py (documents_recover).
+INGEST_LEASE_SECONDS = env_int("INGEST_LEASE_SECONDS", 60, minimum=2)
+INGEST_MAX_ATTEMPTS = env_int("INGEST_MAX_ATTEMPTS", 3, minimum=1)
+INGEST_RECOVER_SECONDS = env_int("INGEST_RECOVER_SECONDS", 60, minimum=1)  # Celery beat
+INGEST_REQUEUE_SECONDS = _VISIBILITY_TIMEOUT  # a queued message may have been lost after this
 # OCR (Tesseract) for scanned PDF pages and images: languages as Tesseract names them
 # ("eng", "eng+deu": each needs its tesseract-ocr-LANG package), render resolution, a time
 # limit per page, and the most pages one document may send to OCR.
@@ -253,7 +270,12 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": float(AUDIT_CHECKPOINT_SECONDS),
         # A checkpoint older than one interval is worthless; do not let them pile up.
         "options": {"expires": float(AUDIT_CHECKPOINT_SECONDS)},
-    }
+    },
+    "ingest-recover": {
+        "task": "ingest.recover",
+        "schedule": float(INGEST_RECOVER_SECONDS),
+        "options": {"expires": float(INGEST_RECOVER_SECONDS)},
+    },
 }
 
 # --- Auth and security -----------------------------------------------------------------------

@@ -1,18 +1,28 @@
-"""Issue 19: a Redis outage does not block sign-in.
+"""Issue 19: a Redis outage neither loses an upload nor blocks sign-in.
 
 The suite's own Redis (tests/settings.py) is stopped for real: the broker (database 0) and
 the rate-limit and lockout counters (database 1) are both gone until it starts again.
 
+- An upload while Redis is down still succeeds: the document is stored and audited, and stays
+  queued with no task; once Redis is back, Celery beat's recovery (`ingest.recover`, run by a
+  real worker with beat, as `make run` starts it) sends its task and it is ingested, once.
 - Sign-in while Redis is down neither crashes nor locks anyone out: failures are not counted
   (fail open) but still audited; once Redis is back, counting and lockout resume.
 """
 
 from __future__ import annotations
 
+import socket
+
 import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
 
 from audit.models import AuditEvent
+from ingest.models import Chunk, Document
+from launcher import embedded
+from tests.conftest import start_worker, wait_for
+from tests.factories import grant, make_collection
 from tests.workers import RedisOutage
 
 pytestmark = [pytest.mark.django_db(transaction=True)]
@@ -28,6 +38,50 @@ def redis_outage():
     yield outage
     if outage.down:
         outage.start()
+
+
+@pytest.mark.slow
+def test_upload_while_redis_is_down_is_kept_and_ingested_once_redis_is_back(
+    client, plain_user, redis_outage, tmp_path
+):
+    collection = make_collection("Inbox", "inbox")
+    grant(collection, plain_user, manage=True)
+    client.force_login(plain_user)
+    client.raise_request_exception = False  # a crash must show as the 500 a user would get
+    memo = b"The night porter locks the east gate at ten and keeps the key in the lodge."
+
+    redis_outage.stop()
+    response = client.post(
+        reverse("portal:collection", args=["inbox"]),
+        {"files": [SimpleUploadedFile("memo.txt", memo)]},
+    )
+    assert response.status_code == 302, response.content[:2000]
+    document = Document.objects.get(collection=collection)
+    assert document.status == "queued"
+    assert document.dispatched_at is None  # no task reached Redis: left for the recovery
+    assert AuditEvent.objects.filter(event_type="document.uploaded").count() == 1
+
+    redis_outage.start()
+    log = tmp_path / "worker.log"
+    worker = start_worker(
+        log,
+        name=f"outage@{socket.gethostname()}",
+        beat=True,
+        env_extra={"INGEST_RECOVER_SECONDS": "1"},
+    )
+    try:
+        wait_for(
+            lambda: Document.objects.get(pk=document.pk).status in {"ready", "failed"},
+            timeout=120,
+            message="the queued document was not picked up once Redis was back",
+        )
+    finally:
+        embedded.stop(worker, timeout=20)
+    document.refresh_from_db()
+    assert document.status == "ready", document.status_message
+    assert document.attempts == 1
+    assert Chunk.objects.filter(document=document).count() == document.chunk_count == 1
+    assert "ingest.recover" in log.read_text()
 
 
 def test_sign_in_while_redis_is_down_neither_crashes_nor_locks_out(
