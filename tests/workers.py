@@ -12,7 +12,7 @@ from launcher import embedded
 
 
 def big_text(paragraphs: int) -> bytes:
-    """A plain-text lease schedule of about 0.9 chunks per paragraph: slow enough to ingest
+    """A plain-text lease schedule of one chunk per paragraph: slow enough to ingest
     (embedding dominates) that a test can act while a worker is in the middle of it."""
     return "\n\n".join(
         f"Section {i}. The tenant shall keep unit {i} in good repair and return it in the same "

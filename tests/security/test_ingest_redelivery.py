@@ -36,7 +36,7 @@ pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
 QUEUE = "redelivery-test"
 VISIBILITY = 4
-# About 720 chunks, embedded on one thread: tens of seconds, well past the visibility timeout.
+# 800 chunks, embedded on one thread: tens of seconds, well past the visibility timeout.
 PARAGRAPHS = 800
 
 
