@@ -9,14 +9,30 @@ Two lockouts, both for LOGIN_LOCKOUT_SECONDS, both counting failures over a wind
 `refusal` says whether a sign-in must be refused before its password is checked; the password
 backend (assistant/backends.py) asks it on every form (the portal's, the admin's), and an
 administrator lifts either lockout with `unlock` (`manage.py users unlock`, the user admin).
+
+When Redis does not answer, nothing is counted and every request is let through (fail open):
+an outage of the counters must not lock everyone out of sign-in or uploads. Failed sign-ins
+are still recorded in the audit trail (PostgreSQL). docs/security.md says what is lost.
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 from django.conf import settings
 from django.core.cache import cache
+from redis.exceptions import RedisError
+
+logger = logging.getLogger(__name__)
+
+# What the Redis cache raises when Redis is down or does not answer in time.
+UNREACHABLE = (RedisError, OSError)
+
+
+def _unreachable(exc: Exception, what: str) -> None:
+    logger.warning("Redis unreachable (%s): %s not counted, request let through", exc, what)
+
 
 ACCOUNT_LOCKED = "account locked"
 ADDRESS_LOCKED = "address locked"
@@ -27,12 +43,16 @@ def allow(key: str, *, limit: int, window: int) -> bool:
     if limit <= 0:
         return True
     full = f"rate:{key}"
-    cache.add(full, 0, timeout=window)
     try:
-        count = cache.incr(full)
-    except ValueError:  # expired between add and incr
-        cache.set(full, 1, timeout=window)
-        count = 1
+        cache.add(full, 0, timeout=window)
+        try:
+            count = cache.incr(full)
+        except ValueError:  # expired between add and incr
+            cache.set(full, 1, timeout=window)
+            count = 1
+    except UNREACHABLE as exc:
+        _unreachable(exc, "rate limit")
+        return True
     return count <= limit
 
 
@@ -44,12 +64,20 @@ def _address_lock_key(address: str) -> str:
     return f"lock-address:{address}"
 
 
+def _is_set(key: str) -> bool:
+    try:
+        return cache.get(key) is not None
+    except UNREACHABLE as exc:
+        _unreachable(exc, "lockout")
+        return False
+
+
 def locked_out(username: str) -> bool:
-    return bool(username) and cache.get(_lock_key(username)) is not None
+    return bool(username) and _is_set(_lock_key(username))
 
 
 def address_locked_out(address: str | None) -> bool:
-    return bool(address) and cache.get(_address_lock_key(address or "")) is not None
+    return bool(address) and _is_set(_address_lock_key(address or ""))
 
 
 def refusal(*, username: str, address: str | None) -> str:
@@ -79,7 +107,16 @@ class Failure:
 
 
 def failed_sign_in(username: str, address: str | None = None) -> Failure:
-    """Record a failed password sign-in against the account's and the address's limits."""
+    """Record a failed password sign-in against the account's and the address's limits
+    (nothing is counted while Redis does not answer)."""
+    try:
+        return _failed_sign_in(username, address)
+    except UNREACHABLE as exc:
+        _unreachable(exc, "failed sign-in")
+        return Failure()
+
+
+def _failed_sign_in(username: str, address: str | None) -> Failure:
     account = False
     if username and settings.LOGIN_FAILURE_LIMIT > 0:
         count = _count(f"fail:{username.lower()}")
@@ -100,7 +137,10 @@ def failed_sign_in(username: str, address: str | None = None) -> Failure:
 def signed_in(username: str) -> None:
     """A good sign-in clears the account's failures (not the address's: a sprayer who owns
     one account must not reset the count by signing in with it)."""
-    cache.delete(f"fail:{username.lower()}")
+    try:
+        cache.delete(f"fail:{username.lower()}")
+    except UNREACHABLE as exc:
+        _unreachable(exc, "sign-in")
 
 
 def unlock(username: str) -> bool:

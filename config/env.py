@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+from urllib.parse import urlsplit, urlunsplit
 
 from django.core.exceptions import ImproperlyConfigured
 
@@ -74,3 +75,18 @@ def env_json_str_list(name: str) -> list[str] | None:
     if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
         raise ImproperlyConfigured(f"{name} must be a JSON list of strings, got {raw!r}")
     return value
+
+
+def redis_broker_url(redis_url: str) -> str:
+    """The Celery broker URL for REDIS_URL: kombu spells a unix-socket Redis URL
+    "redis+socket://", redis-py spells it "unix://"."""
+    if redis_url.startswith("unix://"):
+        return "redis+socket://" + redis_url[len("unix://") :]
+    return redis_url
+
+
+def redis_cache_url(redis_url: str) -> str:
+    """The same Redis, database 1, so the broker's queues (database 0) are never touched."""
+    if redis_url.startswith("unix://"):
+        return redis_url.split("?", 1)[0] + "?db=1"
+    return urlunsplit(urlsplit(redis_url)._replace(path="/1"))

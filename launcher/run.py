@@ -117,7 +117,7 @@ def main() -> int:
         subprocess.run([*manage, "ingest_recover"], env=env, check=True)
         _audit_signing(manage, env, data_dir)
 
-        _say("starting a Celery worker (with beat: signed audit checkpoints)")
+        _say("starting a Celery worker (with beat: signed audit checkpoints, ingestion recovery)")
         (data_dir / "run").mkdir(parents=True, exist_ok=True)
         worker = embedded.spawn(
             [

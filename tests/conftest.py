@@ -129,13 +129,20 @@ def _test_database_url() -> str:
 
 
 def start_worker(
-    log: Path, *, name: str, queues: str = "", env_extra: dict[str, str] | None = None
+    log: Path,
+    *,
+    name: str,
+    queues: str = "",
+    env_extra: dict[str, str] | None = None,
+    beat: bool = False,
 ):
     """Start a real Celery worker process (prefork, one child) on the test database and wait
-    until it answers a ping. Stop it with `embedded.stop` (or kill its process group)."""
+    until it answers a ping; with `beat`, it also runs Celery beat (as `make run` does). Stop
+    it with `embedded.stop` (or kill its process group)."""
     env = dict(os.environ)
     env.update(DATABASE_URL=_test_database_url(), DJANGO_SETTINGS_MODULE="config.settings")
     env.update(env_extra or {})
+    schedule = ["-B", "--schedule", str(log.with_suffix(".schedule"))] if beat else []
     proc = embedded.spawn(
         [
             str(Path(sys.executable).parent / "celery"),
@@ -151,14 +158,20 @@ def start_worker(
             "-n",
             name,
             *(["-Q", queues] if queues else []),
+            *schedule,
         ],
         env=env,
         log=log,
     )
     from config.celery import app
 
+    def answers() -> bool:
+        # A connection of its own: a pooled one may date from before a Redis restart.
+        with app.connection_for_write() as connection:
+            return bool(app.control.ping(destination=[name], timeout=0.5, connection=connection))
+
     deadline = time.monotonic() + 60
-    while not app.control.ping(destination=[name], timeout=0.5):
+    while not answers():
         if proc.poll() is not None or time.monotonic() > deadline:
             embedded.stop(proc)
             pytest.fail("Celery worker did not start:\n" + log.read_text()[-3000:])

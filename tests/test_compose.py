@@ -124,6 +124,17 @@ def test_beat_queues_the_signed_audit_checkpoints() -> None:
     assert " ".join(command_words(services()["beat"])).startswith("celery -A config beat")
 
 
+def test_beat_also_schedules_the_ingestion_recovery() -> None:
+    """Issue 19: beat (the compose service, and `make run`'s worker started with -B) queues
+    ingest.recover, which sends again the tasks Redis never had or lost."""
+    from django.conf import settings
+
+    tasks = {entry["task"] for entry in settings.CELERY_BEAT_SCHEDULE.values()}
+    assert {"audit.checkpoint", "ingest.recover"} <= tasks
+    launcher = (REPO_ROOT / "launcher" / "run.py").read_text()
+    assert '"worker",' in launcher and '"-B",' in launcher
+
+
 def test_every_depends_on_target_is_a_defined_service() -> None:
     all_services = services()
     for name, service in all_services.items():

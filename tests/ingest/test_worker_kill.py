@@ -18,8 +18,9 @@ from tests.factories import make_collection
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
 QUEUE = "kill-test"
-# Redis redelivers a task whose worker never acknowledged it after this many seconds.
-ENV = {"CELERY_VISIBILITY_TIMEOUT": "5"}
+# Redis redelivers a task whose worker never acknowledged it after this many seconds; the new
+# worker takes the document over once the dead one's lease has run out (issue 19).
+ENV = {"CELERY_VISIBILITY_TIMEOUT": "5", "INGEST_LEASE_SECONDS": "2"}
 
 
 def big_text(paragraphs: int) -> bytes:
@@ -75,3 +76,4 @@ def test_sigkill_mid_document_leaves_no_partial_chunks_and_it_is_redone(tmp_path
     ordinals = list(Chunk.objects.filter(document=document).values_list("ordinal", flat=True))
     assert len(ordinals) == document.chunk_count > 400
     assert sorted(ordinals) == list(range(len(ordinals)))  # whole, and only once
+    assert document.attempts == 2  # the killed start and the one that finished
