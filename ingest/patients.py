@@ -257,14 +257,24 @@ def line_passages(lines: Sequence[RecordLine]) -> list[ChunkHit]:
     from .models import Chunk
     from .selectors import ChunkHit
 
+    # One query per document for the chunks around all its lines (not one per line).
+    chunks: dict[int, list[Chunk]] = {}
+    for document_id in dict.fromkeys(line.document_id for line in lines):
+        mine = [line for line in lines if line.document_id == document_id]
+        chunks[document_id] = list(
+            Chunk.objects.filter(
+                document_id=document_id,
+                start__lt=max(line.end for line in mine),
+                end__gt=min(line.start for line in mine),
+            )
+            .select_related("document")
+            .defer("embedding", "document__text")
+        )
     hits: dict[int, ChunkHit] = {}
     for line in lines:
-        overlapping = Chunk.objects.filter(
-            document_id=line.document_id, start__lt=line.end, end__gt=line.start
-        ).select_related("document")
         # The chunk holding the whole line if there is one, else the one holding most of it.
         chunk = max(
-            overlapping.defer("embedding"),
+            (c for c in chunks[line.document_id] if c.start < line.end and c.end > line.start),
             key=lambda c: (min(c.end, line.end) - max(c.start, line.start), -c.start),
             default=None,
         )

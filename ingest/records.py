@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from .models import Document, Patient
-from .patients import NamedPatient, patients_matching
+from .patients import MIN_IDENTIFIER_LENGTH, NamedPatient, patients_matching
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -26,8 +26,6 @@ if TYPE_CHECKING:
     from django.db.models import QuerySet
 
     from .parsers.base import ParsedDocument, PatientIdentity, SourceRef
-
-MIN_IDENTIFIER_LENGTH = 5  # shorter values ("1", "A") would match words by accident
 
 
 def _words(text: str) -> str:
@@ -50,7 +48,9 @@ def patient_link(*, document: Document, identity: PatientIdentity) -> Patient | 
     """Attach `document` to its patient (found or created); None when the record names no one.
     Call inside the indexing transaction."""
     key = name_key(identity.given, identity.family)
-    values = [i["value"] for i in identity.identifiers if len(i.get("value", "")) >= 5]
+    values = [
+        i["value"] for i in identity.identifiers if len(i.get("value", "")) >= MIN_IDENTIFIER_LENGTH
+    ]
     if not key and not values:
         return None
     birth = _birth(identity.birth_date)
